@@ -1,0 +1,129 @@
+//! Everything that can be wrong with a system description, one variant per failure.
+//!
+//! Each variant names the VMs involved (by name, which is also the node name under `/vms` in
+//! the description), so the build tool can print the node paths. Each has a test in
+//! `validate.rs` that produces it.
+
+use core::fmt;
+
+use crate::MemRange;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError<'a> {
+    /// The description names a board other than the one it is built for.
+    BoardMismatch { system: &'a str, board: &'a str },
+    /// There is nothing to run.
+    NoVms,
+    /// More VMs than 8-bit VMIDs (VMID 0 is never given to a VM).
+    TooManyVms { count: usize },
+    /// Two VMs share a name.
+    DuplicateVmName { name: &'a str },
+    /// VMIDs must be unique and non-zero.
+    BadVmid { vm: &'a str, vmid: u16 },
+    /// A VM with no CPU can never run.
+    NoCpus { vm: &'a str },
+    /// A CPU index the board does not have.
+    CpuNotOnBoard { vm: &'a str, cpu: u32, board_cpus: usize },
+    /// One physical CPU given twice (to two VMs, or twice to one: `first == second`).
+    CpuAssignedTwice { cpu: u32, first: &'a str, second: &'a str },
+    /// A VM with no RAM.
+    NoMemory { vm: &'a str },
+    /// A region of size 0, or whose base + size overflows.
+    BadMemoryRegion { vm: &'a str, ipa: u64, pa: u64, size: u64 },
+    /// A region not aligned to 4 KiB (base or size).
+    MemoryNotPageAligned { vm: &'a str, ipa: u64, pa: u64, size: u64 },
+    /// A VM's host memory is not inside one of the board's RAM banks.
+    MemoryOutsideRam { vm: &'a str, region: MemRange },
+    /// A VM's host memory overlaps the hypervisor's own region.
+    MemoryInHypervisor { vm: &'a str, region: MemRange, hypervisor: MemRange },
+    /// Two VMs' host memory overlaps (or two regions of one VM: `first == second`).
+    MemoryOverlap { first: &'a str, first_region: MemRange, second: &'a str, second_region: MemRange },
+    /// Two things in one VM's IPA space overlap (RAM regions, or RAM and the console).
+    IpaOverlap { vm: &'a str, first: MemRange, second: MemRange },
+    /// The hypervisor's region is not inside the board's RAM, or not aligned.
+    HypervisorRegionInvalid { region: MemRange },
+    /// The image's load address is not in the VM's RAM.
+    ImageOutsideMemory { vm: &'a str, load_ipa: u64 },
+    /// The image does not fit between its load address and the end of that RAM region.
+    ImageTooLarge { vm: &'a str, image_size: u64, room: u64 },
+    /// The entry point is not inside the loaded image.
+    EntryOutsideImage { vm: &'a str, entry_ipa: u64 },
+    /// The guest device tree does not fit in RAM, or overlaps the image.
+    DtbPlacement { vm: &'a str, dtb_ipa: u64, dtb_size: u64 },
+}
+
+impl fmt::Display for ConfigError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = |r: &MemRange| (r.base, r.base.wrapping_add(r.size));
+        match self {
+            Self::BoardMismatch { system, board } => {
+                write!(f, "/: board = \"{system}\", but this is the \"{board}\" board")
+            }
+            Self::NoVms => write!(f, "/vms: no VM is described"),
+            Self::TooManyVms { count } => write!(f, "/vms: {count} VMs, but at most 255 fit in 8-bit VMIDs"),
+            Self::DuplicateVmName { name } => write!(f, "/vms/{name}: a second VM has the same name"),
+            Self::BadVmid { vm, vmid } => write!(f, "/vms/{vm}: VMID {vmid} is zero or already used"),
+            Self::NoCpus { vm } => write!(f, "/vms/{vm}: no CPU is given (property `cpus`)"),
+            Self::CpuNotOnBoard { vm, cpu, board_cpus } => write!(
+                f,
+                "/vms/{vm}: CPU {cpu} does not exist on this board (it has CPUs 0..{})",
+                board_cpus.saturating_sub(1)
+            ),
+            Self::CpuAssignedTwice { cpu, first, second } if first == second => {
+                write!(f, "/vms/{first}: CPU {cpu} is listed twice")
+            }
+            Self::CpuAssignedTwice { cpu, first, second } => {
+                write!(f, "/vms/{second}: CPU {cpu} is already given to /vms/{first}")
+            }
+            Self::NoMemory { vm } => write!(f, "/vms/{vm}: no memory is given"),
+            Self::BadMemoryRegion { vm, ipa, pa, size } => write!(
+                f,
+                "/vms/{vm}: memory region ipa {ipa:#x} pa {pa:#x} size {size:#x} is empty or wraps around the address space"
+            ),
+            Self::MemoryNotPageAligned { vm, ipa, pa, size } => write!(
+                f,
+                "/vms/{vm}: memory region ipa {ipa:#x} pa {pa:#x} size {size:#x} is not 4 KiB aligned"
+            ),
+            Self::MemoryOutsideRam { vm, region } => {
+                let (s, e) = r(region);
+                write!(f, "/vms/{vm}: memory {s:#x}..{e:#x} is not inside the board's RAM")
+            }
+            Self::MemoryInHypervisor { vm, region, hypervisor } => {
+                let (s, e) = r(region);
+                let (hs, he) = r(hypervisor);
+                write!(f, "/vms/{vm}: memory {s:#x}..{e:#x} overlaps the hypervisor's own region {hs:#x}..{he:#x}")
+            }
+            Self::MemoryOverlap { first, first_region, second, second_region } => {
+                let (s1, e1) = r(first_region);
+                let (s2, e2) = r(second_region);
+                write!(
+                    f,
+                    "/vms/{second}: memory {s2:#x}..{e2:#x} overlaps memory {s1:#x}..{e1:#x} of /vms/{first}"
+                )
+            }
+            Self::IpaOverlap { vm, first, second } => {
+                let (s1, e1) = r(first);
+                let (s2, e2) = r(second);
+                write!(f, "/vms/{vm}: guest-physical {s1:#x}..{e1:#x} overlaps {s2:#x}..{e2:#x}")
+            }
+            Self::HypervisorRegionInvalid { region } => {
+                let (s, e) = r(region);
+                write!(f, "/: the hypervisor region {s:#x}..{e:#x} is not 2 MiB aligned inside the board's RAM")
+            }
+            Self::ImageOutsideMemory { vm, load_ipa } => {
+                write!(f, "/vms/{vm}: the image's load address {load_ipa:#x} is not in the VM's memory")
+            }
+            Self::ImageTooLarge { vm, image_size, room } => write!(
+                f,
+                "/vms/{vm}: the image is {image_size} bytes but only {room} bytes of the VM's memory lie after its load address"
+            ),
+            Self::EntryOutsideImage { vm, entry_ipa } => {
+                write!(f, "/vms/{vm}: the entry point {entry_ipa:#x} is not inside the loaded image")
+            }
+            Self::DtbPlacement { vm, dtb_ipa, dtb_size } => write!(
+                f,
+                "/vms/{vm}: the generated device tree ({dtb_size} bytes at {dtb_ipa:#x}) does not fit in the VM's memory beside its image"
+            ),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The system description as typed data: the board, the VMs and what each is given.
+//!
+//! The build tool (`cargo xtask`) parses `dts/systems/<board>/<system>.dts` into these types,
+//! runs [`validate`] on them, and emits them as `static` tables that the hypervisor links. The
+//! hypervisor never parses a description at run time; it may run [`validate`] again on its own
+//! tables as a self-check, because this crate is `no_std` and links into the target.
+//!
+//! Every type borrows (`'a`), so the host can validate data it owns and the target can use
+//! `'static` tables with the same code.
+#![no_std]
+#![forbid(unsafe_code)]
+
+mod addr;
+mod board;
+mod error;
+mod validate;
+
+pub use addr::{MemRange, PAGE_SIZE};
+pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDesc, UartKind};
+pub use error::ConfigError;
+pub use validate::validate;
+
+/// The whole system: which board, where the hypervisor lives, and the VMs.
+#[derive(Debug, Clone, Copy)]
+pub struct System<'a> {
+    /// The board's name as in `platforms/<name>`; must equal [`Board::name`].
+    pub board: &'a str,
+    /// Host-physical RAM reserved for the hypervisor: its image (with the guest payload that
+    /// it keeps as a pristine copy), its BSS, stacks and page tables. No VM memory may
+    /// overlap it. The build tool sizes it; the hypervisor checks at boot that it was loaded
+    /// inside it.
+    pub hv_region: MemRange,
+    pub vms: &'a [Vm<'a>],
+}
+
+/// One VM (partition).
+#[derive(Debug, Clone, Copy)]
+pub struct Vm<'a> {
+    /// Unique, from the system description's node name. Tags the VM's console lines.
+    pub name: &'a str,
+    /// Stage-2 VMID. The build tool assigns `index + 1`; 0 is never used by a VM.
+    pub vmid: u16,
+    /// Physical CPU indices (into [`Board::cpus`]). vCPU `i` runs on `cpus[i]`.
+    pub cpus: &'a [u32],
+    /// Guest RAM regions: IPA → host PA, each page-aligned.
+    pub memory: &'a [MemoryRegion],
+    /// The emulated SBSA UART, if the VM has a console.
+    pub console: Option<Console>,
+    /// The guest image, already placed: copied to `load_ipa`, entered at `entry_ipa`.
+    pub image: Image<'a>,
+    /// The generated guest device tree, copied to `dtb_ipa`; `x0` holds that IPA at entry.
+    pub dtb: &'a [u8],
+    pub dtb_ipa: u64,
+    /// What the hypervisor does when the guest takes a fault it cannot hand back, such as an
+    /// access to an IPA that is neither RAM nor an emulated device.
+    pub fault_policy: FaultPolicy,
+    /// What PSCI SYSTEM_OFF from the guest does.
+    pub on_system_off: ExitAction,
+    /// What PSCI SYSTEM_RESET from the guest does.
+    pub on_system_reset: ExitAction,
+}
+
+/// A guest RAM region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MemoryRegion {
+    /// Guest-physical base.
+    pub ipa: u64,
+    /// Host-physical base.
+    pub pa: u64,
+    pub size: u64,
+}
+
+impl MemoryRegion {
+    pub const fn ipa_range(&self) -> MemRange {
+        MemRange::new(self.ipa, self.size)
+    }
+    pub const fn pa_range(&self) -> MemRange {
+        MemRange::new(self.pa, self.size)
+    }
+}
+
+/// An emulated SBSA Generic UART in the VM's IPA space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Console {
+    /// IPA of the 4 KiB register frame.
+    pub ipa: u64,
+    /// The interrupt the UART raises (GIC INTID of an SPI).
+    pub intid: u32,
+}
+
+/// A guest image and where it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Image<'a> {
+    /// The image's bytes, carried inside the hypervisor image as a pristine copy.
+    pub bytes: &'a [u8],
+    pub load_ipa: u64,
+    pub entry_ipa: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FaultPolicy {
+    /// Inject a synchronous external abort into the guest at EL1.
+    Inject,
+    /// Stop the VM and report it.
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ExitAction {
+    /// The VM stays stopped; its CPUs idle.
+    Stop,
+    /// The VM is reloaded from the pristine image and DTB and started again.
+    Restart,
+}

@@ -1,0 +1,173 @@
+//! The checks a system description must pass before it becomes an image.
+//!
+//! The build tool runs them on what it parsed; the hypervisor may run them again on its
+//! static tables. They stop at the first error, in a fixed order, so the same bad input gives
+//! the same message every time.
+
+use crate::{Board, ConfigError, MemRange, System, Vm};
+
+/// Most VMs one system may hold: VMIDs are 8 bits (VTCR_EL2.VS = 0) and 0 is not used.
+pub const MAX_VMS: usize = 255;
+
+const BLOCK_2M: u64 = 2 << 20;
+
+/// Checks `system` against `board`. The first problem found is returned.
+pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), ConfigError<'a>> {
+    if system.board != board.name {
+        return Err(ConfigError::BoardMismatch { system: system.board, board: board.name });
+    }
+    let hv = system.hv_region;
+    let hv_ok = hv.size != 0
+        && hv.base % BLOCK_2M == 0
+        && hv.size % BLOCK_2M == 0
+        && board.ram.iter().any(|bank| bank.contains_range(&hv));
+    if !hv_ok {
+        return Err(ConfigError::HypervisorRegionInvalid { region: hv });
+    }
+    if system.vms.is_empty() {
+        return Err(ConfigError::NoVms);
+    }
+    if system.vms.len() > MAX_VMS {
+        return Err(ConfigError::TooManyVms { count: system.vms.len() });
+    }
+    for (i, vm) in system.vms.iter().enumerate() {
+        let earlier = &system.vms[..i];
+        if earlier.iter().any(|other| other.name == vm.name) {
+            return Err(ConfigError::DuplicateVmName { name: vm.name });
+        }
+        if vm.vmid == 0 || earlier.iter().any(|other| other.vmid == vm.vmid) {
+            return Err(ConfigError::BadVmid { vm: vm.name, vmid: vm.vmid });
+        }
+        check_cpus(board, earlier, vm)?;
+        check_memory(board, hv, earlier, vm)?;
+        check_ipa_space(vm)?;
+        check_image(vm)?;
+    }
+    Ok(())
+}
+
+fn check_cpus<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    if vm.cpus.is_empty() {
+        return Err(ConfigError::NoCpus { vm: vm.name });
+    }
+    for (j, &cpu) in vm.cpus.iter().enumerate() {
+        if cpu as usize >= board.cpus.len() {
+            return Err(ConfigError::CpuNotOnBoard { vm: vm.name, cpu, board_cpus: board.cpus.len() });
+        }
+        if vm.cpus[..j].contains(&cpu) {
+            return Err(ConfigError::CpuAssignedTwice { cpu, first: vm.name, second: vm.name });
+        }
+        if let Some(owner) = earlier.iter().find(|other| other.cpus.contains(&cpu)) {
+            return Err(ConfigError::CpuAssignedTwice { cpu, first: owner.name, second: vm.name });
+        }
+    }
+    Ok(())
+}
+
+fn check_memory<'a>(
+    board: &Board<'a>,
+    hv: MemRange,
+    earlier: &[Vm<'a>],
+    vm: &Vm<'a>,
+) -> Result<(), ConfigError<'a>> {
+    if vm.memory.is_empty() {
+        return Err(ConfigError::NoMemory { vm: vm.name });
+    }
+    for (j, region) in vm.memory.iter().enumerate() {
+        let bad = ConfigError::BadMemoryRegion { vm: vm.name, ipa: region.ipa, pa: region.pa, size: region.size };
+        if region.size == 0 || region.pa_range().end().is_none() || region.ipa_range().end().is_none() {
+            return Err(bad);
+        }
+        if !region.pa_range().is_page_aligned() || region.ipa % crate::PAGE_SIZE != 0 {
+            return Err(ConfigError::MemoryNotPageAligned {
+                vm: vm.name,
+                ipa: region.ipa,
+                pa: region.pa,
+                size: region.size,
+            });
+        }
+        let pa = region.pa_range();
+        if !board.ram.iter().any(|bank| bank.contains_range(&pa)) {
+            return Err(ConfigError::MemoryOutsideRam { vm: vm.name, region: pa });
+        }
+        if pa.overlaps(&hv) {
+            return Err(ConfigError::MemoryInHypervisor { vm: vm.name, region: pa, hypervisor: hv });
+        }
+        for earlier_region in &vm.memory[..j] {
+            if earlier_region.pa_range().overlaps(&pa) {
+                return Err(ConfigError::MemoryOverlap {
+                    first: vm.name,
+                    first_region: earlier_region.pa_range(),
+                    second: vm.name,
+                    second_region: pa,
+                });
+            }
+        }
+        for other in earlier {
+            if let Some(theirs) = other.memory.iter().find(|r| r.pa_range().overlaps(&pa)) {
+                return Err(ConfigError::MemoryOverlap {
+                    first: other.name,
+                    first_region: theirs.pa_range(),
+                    second: vm.name,
+                    second_region: pa,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_ipa_space<'a>(vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    for (j, region) in vm.memory.iter().enumerate() {
+        for earlier_region in &vm.memory[..j] {
+            if earlier_region.ipa_range().overlaps(&region.ipa_range()) {
+                return Err(ConfigError::IpaOverlap {
+                    vm: vm.name,
+                    first: earlier_region.ipa_range(),
+                    second: region.ipa_range(),
+                });
+            }
+        }
+        if let Some(console) = vm.console {
+            let frame = MemRange::new(console.ipa, crate::PAGE_SIZE);
+            if frame.overlaps(&region.ipa_range()) {
+                return Err(ConfigError::IpaOverlap { vm: vm.name, first: region.ipa_range(), second: frame });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The RAM region holding `ipa`, and how many bytes of it lie at and after `ipa`.
+fn room_after(vm: &Vm<'_>, ipa: u64) -> Option<u64> {
+    vm.memory
+        .iter()
+        .find(|r| r.ipa_range().contains(ipa))
+        .and_then(|r| r.ipa_range().end())
+        .map(|end| end - ipa)
+}
+
+fn check_image<'a>(vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    let image = &vm.image;
+    let image_size = image.bytes.len() as u64;
+    let Some(room) = room_after(vm, image.load_ipa) else {
+        return Err(ConfigError::ImageOutsideMemory { vm: vm.name, load_ipa: image.load_ipa });
+    };
+    if image_size > room {
+        return Err(ConfigError::ImageTooLarge { vm: vm.name, image_size, room });
+    }
+    let loaded = MemRange::new(image.load_ipa, image_size);
+    if !loaded.contains(image.entry_ipa) {
+        return Err(ConfigError::EntryOutsideImage { vm: vm.name, entry_ipa: image.entry_ipa });
+    }
+    let dtb_size = vm.dtb.len() as u64;
+    let dtb = MemRange::new(vm.dtb_ipa, dtb_size);
+    let dtb_fits = room_after(vm, vm.dtb_ipa).is_some_and(|room| dtb_size <= room);
+    if !dtb_fits || dtb.overlaps(&loaded) {
+        return Err(ConfigError::DtbPlacement { vm: vm.name, dtb_ipa: vm.dtb_ipa, dtb_size });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! One test per [`ConfigError`] variant, each starting from a valid system and breaking one thing.
+
+use super::*;
+use crate::{Conduit, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, MemoryRegion,
+    TimerPpis, UartDesc, UartKind};
+
+const MIB: u64 = 1 << 20;
+const CPUS: [CpuDesc; 4] = [CpuDesc { mpidr: 0 }, CpuDesc { mpidr: 1 }, CpuDesc { mpidr: 2 }, CpuDesc { mpidr: 3 }];
+const RAM: [MemRange; 1] = [MemRange::new(0x4000_0000, 1024 * MIB)];
+
+fn board() -> Board<'static> {
+    Board {
+        name: "test-board",
+        ram: &RAM,
+        cpus: &CPUS,
+        uart: UartDesc { kind: UartKind::Pl011, base: 0x0900_0000, size: 0x1000, intid: 33 },
+        gic: GicDesc {
+            version: GicVersion::V3,
+            gicd: MemRange::new(0x0800_0000, 0x1_0000),
+            gicr: MemRange::new(0x080a_0000, 0xf6_0000),
+            gicr_stride: 0x2_0000,
+            its: None,
+            maintenance_intid: 25,
+        },
+        timer: TimerPpis { secure_phys: 29, nonsecure_phys: 30, virt: 27, hyp_phys: 26 },
+        psci_conduit: Conduit::Smc,
+        default_console_ipa: 0x0900_0000,
+        default_console_intid: 33,
+        default_load_address: 0x4020_0000,
+    }
+}
+
+const IMAGE: [u8; 0x1000] = [0; 0x1000];
+const DTB: [u8; 0x100] = [0; 0x100];
+
+fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion]) -> Vm<'a> {
+    let base = memory.first().map_or(0, |r| r.ipa);
+    Vm {
+        name,
+        vmid,
+        cpus,
+        memory,
+        console: Some(Console { ipa: 0x0900_0000, intid: 33 }),
+        image: Image { bytes: &IMAGE, load_ipa: base, entry_ipa: base },
+        dtb: &DTB,
+        dtb_ipa: base + 0x10_0000,
+        fault_policy: FaultPolicy::Inject,
+        on_system_off: ExitAction::Stop,
+        on_system_reset: ExitAction::Restart,
+    }
+}
+
+const HV: MemRange = MemRange::new(0x4000_0000, 32 * MIB);
+const MEM_A: [MemoryRegion; 1] = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4200_0000, size: 16 * MIB }];
+const MEM_B: [MemoryRegion; 1] = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4300_0000, size: 16 * MIB }];
+
+fn check<'a>(vms: &'a [Vm<'a>]) -> Result<(), ConfigError<'a>> {
+    validate(&board(), &System { board: "test-board", hv_region: HV, vms })
+}
+
+extern crate std;
+use std::string::ToString;
+
+#[test]
+fn a_valid_system_passes() {
+    assert_eq!(check(&[vm("a", 1, &[0], &MEM_A), vm("b", 2, &[1, 2], &MEM_B)]), Ok(()));
+}
+
+#[test]
+fn board_mismatch() {
+    let vms = [vm("a", 1, &[0], &MEM_A)];
+    let err = validate(&board(), &System { board: "other", hv_region: HV, vms: &vms }).unwrap_err();
+    assert_eq!(err, ConfigError::BoardMismatch { system: "other", board: "test-board" });
+}
+
+#[test]
+fn no_vms() {
+    assert_eq!(check(&[]), Err(ConfigError::NoVms));
+}
+
+#[test]
+fn duplicate_vm_name() {
+    assert_eq!(check(&[vm("a", 1, &[0], &MEM_A), vm("a", 2, &[1], &MEM_B)]), Err(ConfigError::DuplicateVmName { name: "a" }));
+}
+
+#[test]
+fn vmid_reused() {
+    assert_eq!(check(&[vm("a", 1, &[0], &MEM_A), vm("b", 1, &[1], &MEM_B)]), Err(ConfigError::BadVmid { vm: "b", vmid: 1 }));
+}
+
+#[test]
+fn no_cpus() {
+    assert_eq!(check(&[vm("a", 1, &[], &MEM_A)]), Err(ConfigError::NoCpus { vm: "a" }));
+}
+
+#[test]
+fn cpu_not_on_board() {
+    assert_eq!(
+        check(&[vm("a", 1, &[0, 4], &MEM_A)]),
+        Err(ConfigError::CpuNotOnBoard { vm: "a", cpu: 4, board_cpus: 4 })
+    );
+}
+
+#[test]
+fn cpu_given_to_two_vms() {
+    let vms = [vm("a", 1, &[0, 1], &MEM_A), vm("b", 2, &[1], &MEM_B)];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::CpuAssignedTwice { cpu: 1, first: "a", second: "b" });
+    assert_eq!(err.to_string(), "/vms/b: CPU 1 is already given to /vms/a");
+}
+
+#[test]
+fn cpu_listed_twice_in_one_vm() {
+    assert_eq!(check(&[vm("a", 1, &[2, 2], &MEM_A)]), Err(ConfigError::CpuAssignedTwice { cpu: 2, first: "a", second: "a" }));
+}
+
+#[test]
+fn no_memory() {
+    assert_eq!(check(&[vm("a", 1, &[0], &[])]), Err(ConfigError::NoMemory { vm: "a" }));
+}
+
+#[test]
+fn memory_region_that_wraps() {
+    let mem = [MemoryRegion { ipa: 0x4000_0000, pa: u64::MAX - 0xfff, size: 0x2000 }];
+    assert!(matches!(check(&[vm("a", 1, &[0], &mem)]), Err(ConfigError::BadMemoryRegion { vm: "a", .. })));
+}
+
+#[test]
+fn memory_not_page_aligned() {
+    let mem = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4200_0800, size: 16 * MIB }];
+    assert!(matches!(check(&[vm("a", 1, &[0], &mem)]), Err(ConfigError::MemoryNotPageAligned { vm: "a", .. })));
+}
+
+#[test]
+fn memory_outside_ram() {
+    let mem = [MemoryRegion { ipa: 0x4000_0000, pa: 0x8000_0000 - MIB, size: 16 * MIB }];
+    assert!(matches!(check(&[vm("a", 1, &[0], &mem)]), Err(ConfigError::MemoryOutsideRam { vm: "a", .. })));
+}
+
+#[test]
+fn memory_inside_hypervisor_region() {
+    let mem = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4100_0000, size: 16 * MIB }];
+    let vms = [vm("a", 1, &[0], &mem)];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::MemoryInHypervisor { vm: "a", region: MemRange::new(0x4100_0000, 16 * MIB), hypervisor: HV }
+    );
+}
+
+#[test]
+fn memory_overlapping_another_vm() {
+    let mem = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4280_0000, size: 16 * MIB }];
+    let vms = [vm("a", 1, &[0], &MEM_A), vm("b", 2, &[1], &mem)];
+    let err = check(&vms).unwrap_err();
+    assert!(matches!(err, ConfigError::MemoryOverlap { first: "a", second: "b", .. }));
+    assert!(err.to_string().starts_with("/vms/b: memory 0x42800000..0x43800000 overlaps"));
+}
+
+#[test]
+fn ipa_regions_overlap_in_one_vm() {
+    let mem = [
+        MemoryRegion { ipa: 0x4000_0000, pa: 0x4200_0000, size: 16 * MIB },
+        MemoryRegion { ipa: 0x4080_0000, pa: 0x4400_0000, size: 16 * MIB },
+    ];
+    assert!(matches!(check(&[vm("a", 1, &[0], &mem)]), Err(ConfigError::IpaOverlap { vm: "a", .. })));
+}
+
+#[test]
+fn console_inside_ram() {
+    let mem = [MemoryRegion { ipa: 0x0800_0000, pa: 0x4200_0000, size: 32 * MIB }];
+    assert!(matches!(check(&[vm("a", 1, &[0], &mem)]), Err(ConfigError::IpaOverlap { vm: "a", .. })));
+}
+
+#[test]
+fn hypervisor_region_outside_ram() {
+    let vms = [vm("a", 1, &[0], &MEM_A)];
+    let region = MemRange::new(0x2000_0000, 32 * MIB);
+    let err = validate(&board(), &System { board: "test-board", hv_region: region, vms: &vms }).unwrap_err();
+    assert_eq!(err, ConfigError::HypervisorRegionInvalid { region });
+}
+
+#[test]
+fn image_larger_than_memory() {
+    static BIG: [u8; 0x3000] = [0; 0x3000];
+    let mem = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4200_0000, size: 0x2000 }];
+    let mut v = vm("a", 1, &[0], &mem);
+    v.image.bytes = &BIG;
+    assert_eq!(check(&[v]), Err(ConfigError::ImageTooLarge { vm: "a", image_size: 0x3000, room: 0x2000 }));
+}
+
+#[test]
+fn image_outside_memory() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.image.load_ipa = 0x1000;
+    assert_eq!(check(&[v]), Err(ConfigError::ImageOutsideMemory { vm: "a", load_ipa: 0x1000 }));
+}
+
+#[test]
+fn entry_outside_image() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.image.entry_ipa = 0x4000_2000;
+    assert_eq!(check(&[v]), Err(ConfigError::EntryOutsideImage { vm: "a", entry_ipa: 0x4000_2000 }));
+}
+
+#[test]
+fn dtb_over_the_image() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.dtb_ipa = 0x4000_0800;
+    assert!(matches!(check(&[v]), Err(ConfigError::DtbPlacement { vm: "a", .. })));
+}
+
+#[test]
+fn too_many_vms() {
+    let many: std::vec::Vec<Vm<'_>> = (0..256u16).map(|i| vm("x", i + 1, &[0], &MEM_A)).collect();
+    assert_eq!(check(&many), Err(ConfigError::TooManyVms { count: 256 }));
+}
