@@ -116,3 +116,9 @@ pub enum ExitAction {
     /// The VM is reloaded from the pristine image and DTB and started again.
     Restart,
 }
+
+/// Page-aligned storage for the blobs the build tool embeds (guest images, DTBs), so that a
+/// blob can later be mapped in place.
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct PageAligned<T: ?Sized>(pub T);
