@@ -1,0 +1,16 @@
+//! The host-testable half of the bare-metal test guest: bootargs, console commands, the line
+//! editor and the device-tree reader. The EL1 binary (`main.rs`) adds only the hardware.
+//!
+//! The guest's contract with the HIL tests (console lines, bootargs, commands) is written down
+//! in `guests/baremetal/README.md`; keep the two in step.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)] // one audited exception: `dt::open`
+
+pub mod bootargs;
+pub mod command;
+pub mod dt;
+pub mod hex;
+pub mod line;
+
+/// The name the guest uses when the device tree's `model` is not `"tessera,<vm>"`.
+pub const NATIVE_NAME: &str = "native";
