@@ -328,7 +328,9 @@ mod tests {
 
     fn access(esr: u64) -> MmioAccess {
         match decode(esr, 0x0900_0004, HPFAR_FOR_0900_0000) {
-            Exit::DataAbort(DataAbort { access: Some(a), .. }) => a,
+            Exit::DataAbort(DataAbort {
+                access: Some(a), ..
+            }) => a,
             other => panic!("expected an emulatable data abort, got {other:?}"),
         }
     }
@@ -345,7 +347,15 @@ mod tests {
         // ldr w0, [x1]
         (0x9380_0005, AccessWidth::Word, false, 0, false, false, 0x05),
         // ldr x3, [x2] with a level-3 translation fault
-        (0x93c3_8007, AccessWidth::Double, false, 3, false, true, 0x07),
+        (
+            0x93c3_8007,
+            AccessWidth::Double,
+            false,
+            3,
+            false,
+            true,
+            0x07,
+        ),
         // ldrsb x5, [x1]: SSE=1, SF=1
         (0x9325_8006, AccessWidth::Byte, false, 5, true, true, 0x06),
         // stlr w2, [x0]: AR=1
@@ -365,7 +375,10 @@ mod tests {
             assert_eq!(abort.far, 0x0900_0004, "{esr:#x}");
             assert_eq!(abort.dfsc, dfsc, "{esr:#x}");
             assert_eq!(abort.write, write, "{esr:#x}");
-            assert!(!abort.s1ptw && !abort.external && abort.far_valid, "{esr:#x}");
+            assert!(
+                !abort.s1ptw && !abort.external && abort.far_valid,
+                "{esr:#x}"
+            );
             let a = abort.access.expect("ISV=1");
             assert_eq!(a.width, width, "{esr:#x}");
             assert_eq!(a.write, write, "{esr:#x}");
@@ -386,19 +399,25 @@ mod tests {
         };
         assert_eq!(a.ipa, 0x8_1234_5678);
         // The widest FIPA: IPA[51:12] all ones.
-        let Exit::DataAbort(a) = decode(0x9380_0005, 0xfff, u64::MAX) else { panic!() };
+        let Exit::DataAbort(a) = decode(0x9380_0005, 0xfff, u64::MAX) else {
+            panic!()
+        };
         assert_eq!(a.ipa, (1 << 52) - 1);
     }
 
     #[test]
     fn isv_zero_has_no_access() {
         // ldp x0, x1, [x2]: ISV=0, WnR=0, DFSC level-3 translation fault.
-        let Exit::DataAbort(a) = decode(0x9200_0007, 0x1000, 0x10) else { panic!() };
+        let Exit::DataAbort(a) = decode(0x9200_0007, 0x1000, 0x10) else {
+            panic!()
+        };
         assert_eq!(a.access, None);
         assert!(!a.write);
         assert_eq!(a.dfsc, 0x07);
         // A write with ISV=0 still reports WnR.
-        let Exit::DataAbort(a) = decode(0x9200_0047, 0x1000, 0x10) else { panic!() };
+        let Exit::DataAbort(a) = decode(0x9200_0047, 0x1000, 0x10) else {
+            panic!()
+        };
         assert_eq!(a.access, None);
         assert!(a.write);
     }
@@ -406,7 +425,9 @@ mod tests {
     #[test]
     fn cache_maintenance_is_not_emulatable() {
         // DC IVAC on an unmapped IPA: CM=1, WnR=1; even with ISV set it is not an MMIO access.
-        let Exit::DataAbort(a) = decode(0x9300_0147, 0x1000, 0x10) else { panic!() };
+        let Exit::DataAbort(a) = decode(0x9300_0147, 0x1000, 0x10) else {
+            panic!()
+        };
         assert!(a.cache_maintenance && a.write);
         assert_eq!(a.access, None);
     }
@@ -442,7 +463,10 @@ mod tests {
     #[test]
     fn hvc_smc_wfx_and_other() {
         assert_eq!(decode(0x5a00_0000, 0, 0), Exit::Hvc { imm: 0 });
-        assert_eq!(decode(0x5a00_0000 | 0xbeef, 0, 0), Exit::Hvc { imm: 0xbeef });
+        assert_eq!(
+            decode(0x5a00_0000 | 0xbeef, 0, 0),
+            Exit::Hvc { imm: 0xbeef }
+        );
         assert_eq!(decode(0x5e00_0000, 0, 0), Exit::Smc { imm: 0 });
         assert_eq!(decode(0x5e00_0000 | 0x12, 0, 0), Exit::Smc { imm: 0x12 });
         // WFI: EC 0x01, IL=1, CV=1, COND=0b1110, TI=0b00; WFE: TI=0b01.
@@ -458,21 +482,37 @@ mod tests {
         // SVE trap: EC 0x19.
         assert_eq!(decode(0x6600_0000, 0, 0), Exit::Other { ec: 0x19, iss: 0 });
         // A data abort from EL2 itself (EC 0x25) is not a guest exit.
-        assert!(matches!(decode(0x9600_0045, 0, 0), Exit::Other { ec: 0x25, .. }));
+        assert!(matches!(
+            decode(0x9600_0045, 0, 0),
+            Exit::Other { ec: 0x25, .. }
+        ));
         // ESR bits above 31 (ISS2) are ignored.
-        assert_eq!(decode((0x1f << 32) | 0x5a00_0007, 0, 0), Exit::Hvc { imm: 7 });
+        assert_eq!(
+            decode((0x1f << 32) | 0x5a00_0007, 0, 0),
+            Exit::Hvc { imm: 7 }
+        );
     }
 
     #[test]
     fn sysreg_msr_mrs() {
         // mrs x2, ctr_el0 (op0=3 op1=3 CRn=0 CRm=0 op2=1, Rt=2, read).
-        let Exit::SysReg(s) = decode(0x6232_c041, 0, 0) else { panic!() };
-        assert_eq!((s.op0, s.op1, s.crn, s.crm, s.op2, s.rt, s.read), (3, 3, 0, 0, 1, 2, true));
+        let Exit::SysReg(s) = decode(0x6232_c041, 0, 0) else {
+            panic!()
+        };
+        assert_eq!(
+            (s.op0, s.op1, s.crn, s.crm, s.op2, s.rt, s.read),
+            (3, 3, 0, 0, 1, 2, true)
+        );
         assert_eq!(s.encoding(), sysreg_encoding(3, 3, 0, 0, 1));
         // msr icc_sgi1r_el1, x9 (op0=3 op1=0 CRn=12 CRm=11 op2=5): a write.
         let iss = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (9 << 5) | (11 << 1);
-        let Exit::SysReg(s) = decode((0x18 << 26) | (1 << 25) | iss, 0, 0) else { panic!() };
-        assert_eq!((s.op0, s.op1, s.crn, s.crm, s.op2, s.rt, s.read), (3, 0, 12, 11, 5, 9, false));
+        let Exit::SysReg(s) = decode((0x18 << 26) | (1 << 25) | iss, 0, 0) else {
+            panic!()
+        };
+        assert_eq!(
+            (s.op0, s.op1, s.crn, s.crm, s.op2, s.rt, s.read),
+            (3, 0, 12, 11, 5, 9, false)
+        );
     }
 
     #[test]
@@ -505,7 +545,10 @@ mod tests {
 
     #[test]
     fn write_values() {
-        assert_eq!(mmio_write_value(&access(0x938b_0045), 0x1234_5678_9abc_def0), 0x9abc_def0);
+        assert_eq!(
+            mmio_write_value(&access(0x938b_0045), 0x1234_5678_9abc_def0),
+            0x9abc_def0
+        );
         assert_eq!(mmio_write_value(&access(0x9309_0045), 0x1234), 0x34);
         assert_eq!(mmio_write_value(&access(0x9348_0045), 0x12_3456), 0x3456);
         let mut d = access(0x9348_0045);
