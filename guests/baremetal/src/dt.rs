@@ -221,6 +221,7 @@ fn cells(value: &[u8], index: u32, count: u32) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -26,6 +26,7 @@ pub fn parse_decimal_u32(text: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -1,0 +1,352 @@
+//! The guest's only unsafe code: entry, exception vectors, system registers, PSCI/SMCCC calls
+//! and the raw loads and stores behind `peek`/`poke`.
+//!
+//! Register encodings cite the Arm ARM (DDI 0487); PSCI function IDs cite DEN 0022 (PSCI 1.1);
+//! the Image header is Linux's `Documentation/arch/arm64/booting.rst`.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use tessera_guest_baremetal::dt::Conduit;
+
+// The arm64 Image header, then the boot CPU's entry, the secondary entry for PSCI CPU_ON,
+// and the EL1 vector table.
+//
+// Boot CPU: x0 = DTB address. Secondary: x0 = the PSCI CPU_ON context ID, which the guest
+// sets to the CPU's index in the DT; it runs on stack slot index+1 (slot 0 is the boot CPU's).
+// Stacks live in `.stack`, sized by `link.ld` (`__stack_size`, `__stack_count`).
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       primary_entry
+    .long   0
+    .quad   0x200000            // text_offset: loaded at RAM base + 2 MiB
+    .quad   __image_size        // image_size, including BSS and stacks
+    .quad   0x2                 // flags: little-endian, 4K pages, bit 3 clear (not relocatable)
+    .quad   0, 0, 0             // res2..res4
+    .ascii  "ARM\x64"           // magic
+    .long   0                   // res5: no PE/COFF header
+
+    .section .text.boot, "ax"
+primary_entry:
+    mov     x19, x0
+    msr     daifset, #0xf
+    mov     x1, #(3 << 20)      // CPACR_EL1.FPEN = 0b11: no FP/SIMD traps (D19.2.30)
+    msr     cpacr_el1, x1
+    isb
+    mrs     x1, CurrentEL
+    cmp     x1, #(1 << 2)       // the guest runs at EL1 only
+    b.ne    park
+    msr     spsel, #1
+    adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    ldr     x2, =__stack_size
+    add     sp, x1, x2
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    stp     xzr, xzr, [x1], #16
+    b       1b
+2:  adrp    x1, vectors
+    add     x1, x1, :lo12:vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    bl      primary_main
+    b       park
+
+    .global secondary_entry
+secondary_entry:
+    msr     daifset, #0xf
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    isb
+    msr     spsel, #1
+    ldr     x2, =__stack_count
+    sub     x2, x2, #1
+    cmp     x0, x2
+    b.hs    park
+    adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    ldr     x2, =__stack_size
+    add     x3, x0, #2          // top of slot index+1
+    madd    x1, x2, x3, x1
+    mov     sp, x1
+    adrp    x1, vectors
+    add     x1, x1, :lo12:vectors
+    msr     vbar_el1, x1
+    isb
+    bl      secondary_main
+park:
+    wfi
+    b       park
+    .ltorg
+
+    // 16 entries of 0x80 bytes (D1.10.2). Each saves x0/x1, puts its index in x0 and joins
+    // the common path, which saves a `Frame` and calls `el1_exception(index, &mut Frame)`.
+    .section .text.vectors, "ax"
+    .balign 0x800
+vectors:
+    .irp index, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    .balign 0x80
+    sub     sp, sp, #{frame_size}
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\index
+    b       exception_common
+    .endr
+
+exception_common:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    str     x30, [sp, #240]
+    stp     x1, x2, [sp, #248]
+    mov     x1, sp
+    bl      el1_exception
+    ldp     x1, x2, [sp, #248]
+    msr     elr_el1, x1
+    msr     spsr_el1, x2
+    ldr     x30, [sp, #240]
+    ldp     x28, x29, [sp, #224]
+    ldp     x26, x27, [sp, #208]
+    ldp     x24, x25, [sp, #192]
+    ldp     x22, x23, [sp, #176]
+    ldp     x20, x21, [sp, #160]
+    ldp     x18, x19, [sp, #144]
+    ldp     x16, x17, [sp, #128]
+    ldp     x14, x15, [sp, #112]
+    ldp     x12, x13, [sp, #96]
+    ldp     x10, x11, [sp, #80]
+    ldp     x8, x9, [sp, #64]
+    ldp     x6, x7, [sp, #48]
+    ldp     x4, x5, [sp, #32]
+    ldp     x2, x3, [sp, #16]
+    ldp     x0, x1, [sp, #0]
+    add     sp, sp, #{frame_size}
+    eret
+"#,
+    frame_size = const core::mem::size_of::<Frame>(),
+);
+
+unsafe extern "C" {
+    /// The PSCI CPU_ON entry point above.
+    fn secondary_entry();
+}
+
+/// What the vector stub saves: x0–x30, ELR_EL1, SPSR_EL1 (16-byte multiple for SP alignment).
+#[repr(C)]
+pub struct Frame {
+    pub x: [u64; 31],
+    pub elr: u64,
+    pub spsr: u64,
+    _pad: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Frame>() == 272);
+
+/// Which of the 16 vectors was taken (`index / 4` is the source, `index % 4` the kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorIndex(pub u64);
+
+impl VectorIndex {
+    pub fn kind(self) -> &'static str {
+        match self.0 % 4 {
+            0 => "sync",
+            1 => "irq",
+            2 => "fiq",
+            _ => "serror",
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn el1_exception(index: u64, frame: &mut Frame) {
+    let syndrome = Syndrome { esr: esr_el1(), far: far_el1(), elr: frame.elr };
+    if crate::exception(VectorIndex(index), syndrome) {
+        frame.elr = frame.elr.wrapping_add(4);
+    } else {
+        park();
+    }
+}
+
+/// ESR_EL1, FAR_EL1 and ELR_EL1 of one exception.
+#[derive(Debug, Clone, Copy)]
+pub struct Syndrome {
+    pub esr: u64,
+    pub far: u64,
+    pub elr: u64,
+}
+
+impl Syndrome {
+    /// ESR_ELx.EC (D19.2.44).
+    pub fn exception_class(&self) -> u64 {
+        (self.esr >> 26) & 0x3f
+    }
+    /// ISS.DFSC for data aborts.
+    pub fn data_fault_status(&self) -> u64 {
+        self.esr & 0x3f
+    }
+    /// A synchronous external abort on a data access from EL1 (EC 0x25, DFSC 0x10): what the
+    /// hypervisor injects for an access outside the VM's memory.
+    pub fn is_external_data_abort(&self) -> bool {
+        self.exception_class() == 0x25 && self.data_fault_status() == 0x10
+    }
+}
+
+pub fn park() -> ! {
+    loop {
+        // SAFETY: wfi only waits; it touches no memory.
+        unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+macro_rules! read_sysreg {
+    ($name:ident, $reg:literal) => {
+        pub fn $name() -> u64 {
+            let value: u64;
+            // SAFETY: reading this register has no side effects and is allowed at EL1.
+            unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack, preserves_flags)) };
+            value
+        }
+    };
+}
+
+read_sysreg!(esr_el1, "esr_el1");
+read_sysreg!(far_el1, "far_el1");
+read_sysreg!(mpidr_el1, "mpidr_el1");
+read_sysreg!(current_el_raw, "CurrentEL");
+read_sysreg!(cntfrq_el0, "cntfrq_el0");
+
+/// The current exception level (CurrentEL.EL, bits 3:2).
+pub fn current_el() -> u64 {
+    (current_el_raw() >> 2) & 3
+}
+
+/// CNTVCT_EL0, the virtual count, after an ISB so it is not read early (D12.2.2).
+pub fn cntvct_el0() -> u64 {
+    let value: u64;
+    // SAFETY: isb and a counter read have no side effects; EL1 may always read CNTVCT_EL0.
+    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// MPIDR_EL1 affinity fields Aff3..Aff0, as a DT `cpu` node's `reg` holds them.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// PSCI 1.1 function IDs (DEN 0022, §5.1); SMC64 variants where an address is passed.
+pub mod psci {
+    pub const CPU_ON_64: u32 = 0xc400_0003;
+    pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    pub const SYSTEM_RESET: u32 = 0x8400_0009;
+}
+
+/// An SMCCC call with up to three arguments through `conduit`; returns x0.
+pub fn smccc(conduit: Conduit, function: u32, a1: u64, a2: u64, a3: u64) -> u64 {
+    let mut x0 = u64::from(function);
+    match conduit {
+        // SAFETY: an SMCCC call (DEN 0028) only changes x0–x17, which are declared clobbered
+        // by the C ABI; it does not touch guest memory that Rust owns. The firmware or the
+        // hypervisor may stop this VM (SYSTEM_OFF), which needs no Rust-visible cleanup.
+        Conduit::Hvc => unsafe {
+            asm!("hvc #0", inout("x0") x0, in("x1") a1, in("x2") a2, in("x3") a3, clobber_abi("C"))
+        },
+        // SAFETY: as above.
+        Conduit::Smc => unsafe {
+            asm!("smc #0", inout("x0") x0, in("x1") a1, in("x2") a2, in("x3") a3, clobber_abi("C"))
+        },
+    }
+    x0
+}
+
+/// PSCI CPU_ON for `mpidr`, entering `secondary_entry` with x0 = `index`. Returns the PSCI
+/// status (0 = success) as a signed value.
+pub fn cpu_on(conduit: Conduit, mpidr: u64, index: u64) -> i64 {
+    // The MMU is off, so the entry's virtual address is its physical address.
+    let entry = secondary_entry as *const () as u64;
+    smccc(conduit, psci::CPU_ON_64, mpidr, entry, index) as i64
+}
+
+/// A 32-bit store to any address: the `poke` fault probe.
+pub fn poke(address: u64, value: u32) {
+    // SAFETY: a deliberate store to an address the user chose, written in asm so the compiler
+    // assumes nothing about it. Outside guest RAM it faults, and `el1_exception` skips the
+    // instruction; inside guest RAM it may corrupt the guest, which is the point of a probe.
+    // Misalignment is rejected by the caller (the MMU is off, so memory is Device).
+    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) address, v = in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// A 32-bit load from any address: the `peek` probe. A load that aborts returns 0 (the
+/// destination register is left as it was zeroed; the handler skips the instruction).
+pub fn peek(address: u64) -> u32 {
+    let value: u64;
+    // SAFETY: as for `poke`, but a load; it may read a device register with side effects,
+    // which is the user's intent.
+    unsafe {
+        asm!("mov {v:x}, #0", "ldr {v:w}, [{a}]", a = in(reg) address, v = out(reg) value, options(nostack, preserves_flags))
+    };
+    value as u32
+}
+
+/// A `&'static str` that the boot CPU publishes before starting the secondaries.
+pub struct SharedStr {
+    pointer: AtomicPtr<u8>,
+    length: AtomicUsize,
+}
+
+impl SharedStr {
+    pub const fn new() -> Self {
+        Self { pointer: AtomicPtr::new(core::ptr::null_mut()), length: AtomicUsize::new(0) }
+    }
+
+    pub fn set(&self, text: &'static str) {
+        self.length.store(text.len(), Ordering::Relaxed);
+        self.pointer.store(text.as_ptr().cast_mut(), Ordering::Release);
+    }
+
+    pub fn get(&self) -> &'static str {
+        let pointer = self.pointer.load(Ordering::Acquire);
+        if pointer.is_null() {
+            return "";
+        }
+        let length = self.length.load(Ordering::Relaxed);
+        // SAFETY: `pointer` and `length` come from one `&'static str` in `set`; the release
+        // store of the pointer orders the length before it, and a null pointer was handled.
+        // The memory is never written after it was published.
+        let bytes = unsafe { core::slice::from_raw_parts(pointer, length) };
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
+/// The device tree the loader left at `address` (x0 at entry), for the rest of the run.
+pub fn device_tree(address: u64) -> Option<&'static [u8]> {
+    use tessera_guest_baremetal::dt;
+    let pointer = usize::try_from(address).ok()? as *const u8;
+    if pointer.is_null() || !pointer.cast::<u32>().is_aligned() {
+        return None;
+    }
+    // SAFETY: the boot protocol (booting.rst; Tessera's VM entry) puts a DTB at x0 in RAM the
+    // guest may read and never writes. The header is read first, and the slice is made only as
+    // long as the header says.
+    let header = unsafe { core::slice::from_raw_parts(pointer, dt::HEADER_SIZE) };
+    let size = dt::total_size(header)?;
+    // SAFETY: as above; `size` is the blob's own totalsize.
+    Some(unsafe { core::slice::from_raw_parts(pointer, size) })
+}

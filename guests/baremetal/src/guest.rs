@@ -1,0 +1,307 @@
+//! The guest proper: boot report, secondary CPUs, the console loop and the heartbeat.
+//!
+//! One CPU owns the console loop. Secondaries print one line each while the boot CPU waits
+//! for them, so there is never concurrent output and no lock. (With the MMU off all memory is
+//! Device memory, where exclusives are not guaranteed; the only cross-CPU state is
+//! plain load-acquire/store-release atomics.)
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use tessera_guest_baremetal::bootargs::Bootargs;
+use tessera_guest_baremetal::command::{Command, HELP};
+use tessera_guest_baremetal::dt::{self, Conduit, MAX_CPUS, Platform};
+use tessera_guest_baremetal::line::{Action, LineEditor};
+
+use crate::arch::{self, Syndrome, VectorIndex};
+use crate::uart::Uart;
+
+/// The UART used before the device tree is read (and by the exception handler until then):
+/// QEMU `virt`'s PL011, which is also Tessera's default console IPA on qemu-virt.
+const FALLBACK_UART: usize = 0x0900_0000;
+
+static UART_BASE: AtomicUsize = AtomicUsize::new(FALLBACK_UART);
+static NAME: arch::SharedStr = arch::SharedStr::new();
+static CONDUIT_IS_SMC: AtomicBool = AtomicBool::new(false);
+/// Set by each secondary once it has printed its line.
+static CPU_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// How long to wait for a secondary to report, in counter ticks (set from CNTFRQ).
+static CPU_UP_TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The console UART.
+fn uart() -> Uart {
+    // SAFETY: UART_BASE holds either QEMU virt's PL011 or the UART the device tree names; the
+    // guest has the MMU off, so the frame is reachable, and it is this guest's console.
+    unsafe { Uart::new(UART_BASE.load(Ordering::Relaxed)) }
+}
+
+/// A `core::fmt` writer that turns `\n` into `\r\n`.
+struct Console(Uart);
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        for byte in text.bytes() {
+            if byte == b'\n' {
+                self.0.write_byte(b'\r');
+            }
+            self.0.write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(Console(uart()), $($arg)*);
+    }};
+}
+
+fn conduit() -> Conduit {
+    if CONDUIT_IS_SMC.load(Ordering::Relaxed) { Conduit::Smc } else { Conduit::Hvc }
+}
+
+/// Called by the vector stub. Returns true to skip the faulting instruction and carry on.
+pub(crate) fn exception(vector: VectorIndex, syndrome: Syndrome) -> bool {
+    say!(
+        "guest: exception ESR={:#x} FAR={:#x} ELR={:#x} ({} from vector {})",
+        syndrome.esr,
+        syndrome.far,
+        syndrome.elr,
+        vector.kind(),
+        vector.0
+    );
+    // Vector 4: synchronous, current EL with SP_ELx.
+    if vector.0 == 4 && syndrome.is_external_data_abort() {
+        say!("guest: abort caught at {:#x}", syndrome.far);
+        return true;
+    }
+    say!("guest: cannot recover, parking this cpu");
+    false
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn primary_main(dtb_address: u64) -> ! {
+    uart().init();
+    let Some(blob) = arch::device_tree(dtb_address) else {
+        say!("guest: no device tree at {dtb_address:#x}");
+        arch::park();
+    };
+    let platform = match dt::open(blob).and_then(|tree| dt::scan(&tree)) {
+        Ok(platform) => platform,
+        Err(error) => {
+            say!("guest: bad device tree at {dtb_address:#x}: {error:?}");
+            arch::park();
+        }
+    };
+    if let Some(base) = platform.uart.and_then(|base| usize::try_from(base).ok()) {
+        UART_BASE.store(base, Ordering::Relaxed);
+        uart().init();
+    }
+    let name = platform.name();
+    NAME.set(name);
+    if let Some(conduit) = platform.psci {
+        CONDUIT_IS_SMC.store(conduit == Conduit::Smc, Ordering::Relaxed);
+    }
+    let frequency = arch::cntfrq_el0();
+    CPU_UP_TIMEOUT_TICKS.store(frequency, Ordering::Relaxed); // one second
+
+    let args = Bootargs::parse(platform.bootargs, |problem| say!("{name}: ignoring {problem}"));
+    hello(&platform);
+    if platform.psci.is_none() {
+        say!("{name}: no /psci method in the device tree; assuming hvc");
+    }
+    if let Some(address) = args.poke {
+        say!("{name}: boot poke {address:#x}");
+        poke(address, 0);
+    }
+    if args.smp {
+        start_secondaries(&platform);
+    }
+    let heartbeat_ticks = args
+        .heartbeat_ms
+        .and_then(|ms| frequency.checked_mul(u64::from(ms)))
+        .map(|ticks| (ticks / 1000).max(1));
+    run(name, heartbeat_ticks)
+}
+
+fn hello(platform: &Platform<'_>) {
+    let (memory_base, memory_size) = platform.memory.unwrap_or((0, 0));
+    say!(
+        "hello from {}: el{}, {} cpus, memory {:#x}+{:#x}, uart {:#x}",
+        platform.name(),
+        arch::current_el(),
+        platform.cpu_count(),
+        memory_base,
+        memory_size,
+        UART_BASE.load(Ordering::Relaxed)
+    );
+}
+
+fn start_secondaries(platform: &Platform<'_>) {
+    let name = platform.name();
+    let own = arch::mpidr_el1() & arch::MPIDR_AFFINITY_MASK;
+    if platform.cpu_count() > MAX_CPUS {
+        say!("{name}: only the first {MAX_CPUS} of {} cpus are used", platform.cpu_count());
+    }
+    let timeout = CPU_UP_TIMEOUT_TICKS.load(Ordering::Relaxed);
+    for (index, &mpidr) in platform.cpus().iter().enumerate() {
+        if mpidr & arch::MPIDR_AFFINITY_MASK == own {
+            continue;
+        }
+        let status = arch::cpu_on(conduit(), mpidr, index as u64);
+        if status != 0 {
+            say!("{name}: cpu {index} CPU_ON failed ({status})");
+            continue;
+        }
+        let start = arch::cntvct_el0();
+        while !CPU_UP[index].load(Ordering::Acquire) {
+            if arch::cntvct_el0().wrapping_sub(start) > timeout {
+                say!("{name}: cpu {index} did not come up");
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(index: u64) -> ! {
+    let name = NAME.get();
+    say!("{name}: cpu {index} up (mpidr {:#x})", arch::mpidr_el1());
+    if let Some(flag) = usize::try_from(index).ok().and_then(|i| CPU_UP.get(i)) {
+        flag.store(true, Ordering::Release);
+    }
+    arch::park()
+}
+
+fn poke(address: u64, value: u32) {
+    if !address.is_multiple_of(4) {
+        say!("poke: address must be 4-byte aligned");
+        return;
+    }
+    arch::poke(address, value);
+    say!("poke done");
+}
+
+/// The console loop: poll the UART and the heartbeat deadline, forever.
+fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
+    let mut shell = Shell { name, editor: LineEditor::new(), dirty: true };
+    shell.prompt();
+    let mut beats: u64 = 0;
+    let mut deadline = heartbeat_ticks.map(|ticks| arch::cntvct_el0().wrapping_add(ticks));
+    loop {
+        if let Some(byte) = uart().try_read_byte() {
+            shell.feed(byte);
+        }
+        if let (Some(due), Some(period)) = (deadline, heartbeat_ticks) {
+            let now = arch::cntvct_el0();
+            // Wrapping comparison: "now is at or past due".
+            if now.wrapping_sub(due) < u64::MAX / 2 {
+                beats += 1;
+                shell.interrupting_line(|| say!("{name}: heartbeat {beats}"));
+                // Skip missed beats rather than bursting to catch up.
+                let mut next = due.wrapping_add(period);
+                if now.wrapping_sub(next) < u64::MAX / 2 {
+                    next = now.wrapping_add(period);
+                }
+                deadline = Some(next);
+            }
+        }
+        core::hint::spin_loop();
+    }
+}
+
+struct Shell<'a> {
+    name: &'a str,
+    editor: LineEditor,
+    /// Something is on the current output line (the prompt or typed text).
+    dirty: bool,
+}
+
+impl Shell<'_> {
+    fn prompt(&mut self) {
+        let _ = write!(Console(uart()), "{}> ", self.name);
+        self.dirty = true;
+    }
+
+    /// Prints asynchronous output on its own line; the prompt and the partial input come back
+    /// at the next keystroke.
+    fn interrupting_line(&mut self, print: impl FnOnce()) {
+        if self.dirty {
+            say!();
+            self.dirty = false;
+        }
+        print();
+    }
+
+    fn feed(&mut self, byte: u8) {
+        let action = self.editor.feed(byte);
+        if action == Action::None {
+            return;
+        }
+        if !self.dirty {
+            // Redraw the prompt and the line as it now stands, this keystroke included.
+            let _ = write!(Console(uart()), "{}> {}", self.name, self.editor.line());
+            self.dirty = true;
+            if action != Action::Enter {
+                return;
+            }
+        }
+        match action {
+            Action::None => {}
+            Action::Echo(byte) => uart().write_byte(byte),
+            Action::Erase => {
+                let _ = Console(uart()).write_str("\x08 \x08");
+            }
+            Action::Enter => {
+                say!();
+                self.dirty = false;
+                self.execute();
+                self.prompt();
+            }
+        }
+    }
+
+    fn execute(&mut self) {
+        let name = self.name;
+        match Command::parse(self.editor.line()) {
+            Command::Empty => {}
+            Command::Ping => say!("pong {name}"),
+            Command::Help => {
+                for line in HELP {
+                    say!("{line}");
+                }
+            }
+            Command::Off => {
+                say!("{name}: system off");
+                let status = arch::smccc(conduit(), arch::psci::SYSTEM_OFF, 0, 0, 0) as i64;
+                say!("{name}: SYSTEM_OFF returned {status}");
+            }
+            Command::Reset => {
+                say!("{name}: system reset");
+                let status = arch::smccc(conduit(), arch::psci::SYSTEM_RESET, 0, 0, 0) as i64;
+                say!("{name}: SYSTEM_RESET returned {status}");
+            }
+            Command::Poke { address, value } => poke(address, value),
+            Command::Peek { address } => {
+                if !address.is_multiple_of(4) {
+                    say!("peek: address must be 4-byte aligned");
+                } else {
+                    say!("peek {address:#x} = {:#x}", arch::peek(address));
+                }
+            }
+            Command::Hvc { function } => {
+                let x0 = arch::smccc(Conduit::Hvc, function, 0, 0, 0);
+                say!("hvc {function:#x} -> x0={x0:#x}");
+            }
+            Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
+            Command::Usage(usage) => say!("usage: {usage}"),
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    say!("guest: panic: {info}");
+    arch::park()
+}
