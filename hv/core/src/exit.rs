@@ -320,6 +320,7 @@ pub fn mmio_write_value(access: &MmioAccess, reg_value: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests unwrap known-good values")]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -504,8 +505,8 @@ mod tests {
             (3, 3, 0, 0, 1, 2, true)
         );
         assert_eq!(s.encoding(), sysreg_encoding(3, 3, 0, 0, 1));
-        // msr icc_sgi1r_el1, x9 (op0=3 op1=0 CRn=12 CRm=11 op2=5): a write.
-        let iss = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (9 << 5) | (11 << 1);
+        // msr icc_sgi1r_el1, x9 (op0=3 op1=0 CRn=12 CRm=11 op2=5): a write; op1 = 0 adds nothing.
+        let iss = (3 << 20) | (5 << 17) | (12 << 10) | (9 << 5) | (11 << 1);
         let Exit::SysReg(s) = decode((0x18 << 26) | (1 << 25) | iss, 0, 0) else {
             panic!()
         };

@@ -125,6 +125,7 @@ pub fn sync_external_abort(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests unwrap known-good values")]
 mod tests {
     use super::*;
     use proptest::prelude::*;

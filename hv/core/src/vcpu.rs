@@ -59,6 +59,7 @@ pub const RESET_SCTLR_EL1: u64 =
     (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests unwrap known-good values")]
 mod tests {
     use super::*;
 
