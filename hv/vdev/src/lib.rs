@@ -9,5 +9,6 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod console_mux;
 pub mod mmio;
 pub mod sbsa_uart;

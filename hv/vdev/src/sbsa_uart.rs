@@ -150,7 +150,10 @@ impl Register {
     /// Decodes an access: which register, and whether it allows this width.
     fn decode(offset: u64, width: Width) -> Result<Register, MmioError> {
         if offset >= FRAME_SIZE {
-            return Err(MmioError::OutsideFrame { offset, frame_size: FRAME_SIZE });
+            return Err(MmioError::OutsideFrame {
+                offset,
+                frame_size: FRAME_SIZE,
+            });
         }
         let register = match offset {
             offset::UARTDR => Register::Dr,
@@ -175,7 +178,11 @@ impl Register {
             Width::Half | Width::Word => true,
             Width::Double => false,
         };
-        if allowed { Ok(register) } else { Err(MmioError::BadWidth { offset, width }) }
+        if allowed {
+            Ok(register)
+        } else {
+            Err(MmioError::BadWidth { offset, width })
+        }
     }
 }
 
@@ -202,7 +209,12 @@ impl SbsaUart {
     /// A UART in its power-on state.
     #[must_use]
     pub const fn new() -> Self {
-        Self { rx: Deque::new(), tx: Deque::new(), imsc: 0, tx_dropped: 0 }
+        Self {
+            rx: Deque::new(),
+            tx: Deque::new(),
+            imsc: 0,
+            tx_dropped: 0,
+        }
     }
 
     /// Back to the power-on state (a VM restart): both FIFOs emptied, all interrupts masked,
@@ -356,7 +368,10 @@ mod tests {
     #[test]
     fn power_on_state() {
         let mut uart = SbsaUart::new();
-        assert_eq!(read(&mut uart, offset::UARTFR), u64::from(flag::TXFE | flag::RXFE));
+        assert_eq!(
+            read(&mut uart, offset::UARTFR),
+            u64::from(flag::TXFE | flag::RXFE)
+        );
         assert_eq!(read(&mut uart, offset::UARTIMSC), 0);
         assert_eq!(read(&mut uart, offset::UARTRIS), u64::from(interrupt::TX));
         assert_eq!(read(&mut uart, offset::UARTMIS), 0);
@@ -371,7 +386,12 @@ mod tests {
     #[test]
     fn width_table() {
         let byte_ok = [offset::UARTDR, offset::UARTRSR_UARTECR, offset::UARTFR];
-        let byte_refused = [offset::UARTIMSC, offset::UARTRIS, offset::UARTMIS, offset::UARTICR];
+        let byte_refused = [
+            offset::UARTIMSC,
+            offset::UARTRIS,
+            offset::UARTMIS,
+            offset::UARTICR,
+        ];
         let ids = (0..8).map(|i| offset::UARTPERIPHID0 + 4 * i);
         for off in byte_ok.into_iter().chain(byte_refused).chain(ids) {
             for width in ALL_WIDTHS {
@@ -397,11 +417,15 @@ mod tests {
     #[test]
     fn unimplemented_and_unaligned_offsets_are_refused() {
         // PL011-only registers, reserved space, and offsets inside a register.
-        for off in [0x001, 0x002, 0x008, 0x019, 0x020, 0x024, 0x028, 0x02C, 0x030, 0x034, 0x048,
-            0x800, 0xFDC, 0xFE1, 0xFFE, 0xFFF]
-        {
+        for off in [
+            0x001, 0x002, 0x008, 0x019, 0x020, 0x024, 0x028, 0x02C, 0x030, 0x034, 0x048, 0x800,
+            0xFDC, 0xFE1, 0xFFE, 0xFFF,
+        ] {
             let mut uart = SbsaUart::new();
-            assert_eq!(uart.mmio_read(off, Width::Byte), Err(MmioError::BadOffset { offset: off }));
+            assert_eq!(
+                uart.mmio_read(off, Width::Byte),
+                Err(MmioError::BadOffset { offset: off })
+            );
             assert_eq!(
                 uart.mmio_write(off, Width::Word, 1),
                 Err(MmioError::BadOffset { offset: off })
@@ -412,7 +436,10 @@ mod tests {
     #[test]
     fn offsets_past_the_frame_are_refused() {
         for off in [FRAME_SIZE, FRAME_SIZE + offset::UARTFR, u64::MAX] {
-            let e = MmioError::OutsideFrame { offset: off, frame_size: FRAME_SIZE };
+            let e = MmioError::OutsideFrame {
+                offset: off,
+                frame_size: FRAME_SIZE,
+            };
             let mut uart = SbsaUart::new();
             assert_eq!(uart.mmio_read(off, Width::Word), Err(e));
             assert_eq!(uart.mmio_write(off, Width::Word, 0), Err(e));
@@ -426,20 +453,29 @@ mod tests {
             let off = offset::UARTPERIPHID0 + 4 * i as u64;
             write(&mut uart, off, 0xFFFF_FFFF);
             assert_eq!(read(&mut uart, off), u64::from(*expected));
-            assert_eq!(uart.mmio_read(off, Width::Byte).unwrap(), u64::from(*expected));
+            assert_eq!(
+                uart.mmio_read(off, Width::Byte).unwrap(),
+                u64::from(*expected)
+            );
         }
         // Part number 0x011, revision 3 (r1p5: 32-deep FIFOs).
-        assert_eq!(read(&mut uart, 0xFE0) | (read(&mut uart, 0xFE4) & 0xF) << 8, 0x011);
+        assert_eq!(
+            read(&mut uart, 0xFE0) | (read(&mut uart, 0xFE4) & 0xF) << 8,
+            0x011
+        );
         assert_eq!(read(&mut uart, 0xFE8) >> 4, 3);
     }
 
     #[test]
     fn dr_write_goes_to_tx_and_drains_in_order() {
         let mut uart = SbsaUart::new();
-        uart.mmio_write(offset::UARTDR, Width::Byte, u64::from(b'h')).unwrap();
-        uart.mmio_write(offset::UARTDR, Width::Half, 0xAB00 | u64::from(b'i')).unwrap();
+        uart.mmio_write(offset::UARTDR, Width::Byte, u64::from(b'h'))
+            .unwrap();
+        uart.mmio_write(offset::UARTDR, Width::Half, 0xAB00 | u64::from(b'i'))
+            .unwrap();
         // Upper bits of a word write are not data.
-        uart.mmio_write(offset::UARTDR, Width::Word, 0xFFFF_FF00 | u64::from(b'!')).unwrap();
+        uart.mmio_write(offset::UARTDR, Width::Word, 0xFFFF_FF00 | u64::from(b'!'))
+            .unwrap();
         assert_eq!(uart.tx_len(), 3);
         let fr = read(&mut uart, offset::UARTFR) as u32;
         assert_eq!(fr & (flag::TXFE | flag::BUSY), flag::BUSY);
@@ -453,10 +489,17 @@ mod tests {
     fn tx_fifo_full_edge() {
         let mut uart = SbsaUart::new();
         for i in 0..FIFO_DEPTH {
-            assert_eq!(read(&mut uart, offset::UARTFR) as u32 & flag::TXFF, 0, "at {i}");
+            assert_eq!(
+                read(&mut uart, offset::UARTFR) as u32 & flag::TXFF,
+                0,
+                "at {i}"
+            );
             write(&mut uart, offset::UARTDR, i as u64);
         }
-        assert_eq!(read(&mut uart, offset::UARTFR) as u32 & flag::TXFF, flag::TXFF);
+        assert_eq!(
+            read(&mut uart, offset::UARTFR) as u32 & flag::TXFF,
+            flag::TXFF
+        );
         // One more is lost, as on a PL011, and counted.
         write(&mut uart, offset::UARTDR, 0xEE);
         assert_eq!(uart.tx_dropped(), 1);
@@ -478,14 +521,23 @@ mod tests {
         assert_eq!(uart.rx_space(), 0);
         assert_eq!(uart.push_rx(b'x'), Err(RxFull));
         // A byte read pops too, and the error bits [11:8] are 0 for any width.
-        assert_eq!(uart.mmio_read(offset::UARTDR, Width::Byte).unwrap(), u64::from(b'a'));
-        assert_eq!(uart.mmio_read(offset::UARTDR, Width::Half).unwrap(), u64::from(b'b'));
+        assert_eq!(
+            uart.mmio_read(offset::UARTDR, Width::Byte).unwrap(),
+            u64::from(b'a')
+        );
+        assert_eq!(
+            uart.mmio_read(offset::UARTDR, Width::Half).unwrap(),
+            u64::from(b'b')
+        );
         assert_eq!(read(&mut uart, offset::UARTFR) as u32 & flag::RXFF, 0);
         assert_eq!(uart.rx_space(), 2);
         for _ in 2..FIFO_DEPTH {
             assert_eq!(read(&mut uart, offset::UARTDR) & 0xF00, 0);
         }
-        assert_eq!(read(&mut uart, offset::UARTFR) as u32 & flag::RXFE, flag::RXFE);
+        assert_eq!(
+            read(&mut uart, offset::UARTFR) as u32 & flag::RXFE,
+            flag::RXFE
+        );
         // Empty: reads 0 and stays empty.
         assert_eq!(read(&mut uart, offset::UARTDR), 0);
         assert_eq!(uart.rx_space(), FIFO_DEPTH);
@@ -517,7 +569,8 @@ mod tests {
         let mut uart = SbsaUart::new();
         write(&mut uart, offset::UARTIMSC, 0xFFFF_FFFF);
         assert_eq!(read(&mut uart, offset::UARTIMSC), u64::from(interrupt::ALL));
-        uart.mmio_write(offset::UARTIMSC, Width::Half, 0x1_0010).unwrap();
+        uart.mmio_write(offset::UARTIMSC, Width::Half, 0x1_0010)
+            .unwrap();
         assert_eq!(uart.mmio_read(offset::UARTIMSC, Width::Half).unwrap(), 0x10);
     }
 
@@ -549,12 +602,22 @@ mod tests {
         write(&mut uart, offset::UARTIMSC, u64::from(interrupt::RT));
         assert!(uart.irq_level());
         assert_eq!(read(&mut uart, offset::UARTMIS), u64::from(interrupt::RT));
-        write(&mut uart, offset::UARTIMSC, u64::from(interrupt::RX | interrupt::RT));
-        assert_eq!(read(&mut uart, offset::UARTMIS), u64::from(interrupt::RX | interrupt::RT));
+        write(
+            &mut uart,
+            offset::UARTIMSC,
+            u64::from(interrupt::RX | interrupt::RT),
+        );
+        assert_eq!(
+            read(&mut uart, offset::UARTMIS),
+            u64::from(interrupt::RX | interrupt::RT)
+        );
         // Emptying the FIFO deasserts both.
         assert_eq!(read(&mut uart, offset::UARTDR), u64::from(b'q'));
         assert!(!uart.irq_level());
-        assert_eq!(read(&mut uart, offset::UARTRIS) as u32 & (interrupt::RX | interrupt::RT), 0);
+        assert_eq!(
+            read(&mut uart, offset::UARTRIS) as u32 & (interrupt::RX | interrupt::RT),
+            0
+        );
     }
 
     #[test]
@@ -569,7 +632,11 @@ mod tests {
         uart.mmio_write(offset::UARTICR, Width::Half, all).unwrap();
         assert!(uart.irq_level());
         // Masking is how a guest quietens TX; reading is how it quietens RX.
-        write(&mut uart, offset::UARTIMSC, u64::from(interrupt::RX | interrupt::RT));
+        write(
+            &mut uart,
+            offset::UARTIMSC,
+            u64::from(interrupt::RX | interrupt::RT),
+        );
         let _ = read(&mut uart, offset::UARTDR);
         assert!(!uart.irq_level());
     }
@@ -578,7 +645,10 @@ mod tests {
     fn narrow_reads_of_status_registers_are_masked() {
         let mut uart = SbsaUart::new();
         write(&mut uart, offset::UARTIMSC, 0x7FF);
-        assert_eq!(uart.mmio_read(offset::UARTIMSC, Width::Half).unwrap(), 0x7FF);
+        assert_eq!(
+            uart.mmio_read(offset::UARTIMSC, Width::Half).unwrap(),
+            0x7FF
+        );
         assert_eq!(uart.mmio_read(offset::UARTFR, Width::Byte).unwrap(), 0x90);
     }
 
@@ -593,7 +663,10 @@ mod tests {
         assert!(uart.irq_level());
         uart.reset();
         assert_eq!(read(&mut uart, offset::UARTIMSC), 0);
-        assert_eq!(read(&mut uart, offset::UARTFR), u64::from(flag::TXFE | flag::RXFE));
+        assert_eq!(
+            read(&mut uart, offset::UARTFR),
+            u64::from(flag::TXFE | flag::RXFE)
+        );
         assert_eq!(uart.tx_len(), 0);
         assert_eq!(uart.tx_dropped(), 0);
         assert_eq!(uart.rx_space(), FIFO_DEPTH);
