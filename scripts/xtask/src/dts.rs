@@ -1,0 +1,315 @@
+//! The system description: compiled by `dtc`, then parsed strictly into [`SystemDesc`].
+//!
+//! The binding is documented in `dts/bindings/tessera-system.md`. Strict means: a node or
+//! property the binding does not define is an error naming its path, as are wrong cell counts,
+//! missing required properties and strings that are not UTF-8. Nothing here panics on input.
+
+pub mod fdt;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tessera_config::{ExitAction, FaultPolicy};
+
+use crate::error::{Error, Result, io};
+use fdt::Node;
+
+/// The root's `compatible`.
+pub const COMPATIBLE: &str = "tessera,system";
+
+/// A system as described, before anything is placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemDesc {
+    pub board: String,
+    pub vms: Vec<VmDesc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmDesc {
+    /// The node name without its unit address.
+    pub name: String,
+    /// The node's path, for messages: `/vms/<node name>`.
+    pub node: String,
+    pub cpus: Vec<u32>,
+    pub memory: Vec<MemoryDesc>,
+    pub image: ImageSource,
+    pub bootargs: String,
+    pub load_offset: Option<u64>,
+    pub entry_offset: Option<u64>,
+    pub console: ConsoleDesc,
+    pub fault_policy: FaultPolicy,
+    pub on_system_off: ExitAction,
+    pub on_system_reset: ExitAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryDesc {
+    pub node: String,
+    pub guest_base: u64,
+    pub size: u64,
+    /// `None`: the build tool allocates host memory.
+    pub host_base: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `guest = "<name>"`: the workspace package `tessera-guest-<name>`.
+    Guest(String),
+    /// `image = "<path>"`, resolved against the description's directory.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleDesc {
+    /// `console = "none"`.
+    None,
+    /// No `console` node, or one that overrides the board's defaults.
+    Uart { guest_base: Option<u64>, interrupt: Option<u32> },
+}
+
+/// Compiles `dts` with `dtc`. Warnings are passed on to stderr; a failure carries dtc's stderr.
+pub fn compile(dts: &Path) -> Result<Vec<u8>> {
+    let mut command = Command::new("dtc");
+    // A unit address without `reg` (`memory@1`) is how the binding numbers sibling nodes.
+    command.args(["-I", "dts", "-O", "dtb", "-W", "no-unit_address_vs_reg"]);
+    if let Some(dir) = dts.parent().filter(|d| !d.as_os_str().is_empty()) {
+        command.arg("-i").arg(dir);
+    }
+    let output = command
+        .arg(dts)
+        .output()
+        .map_err(|source| Error::Spawn { program: "dtc (install it with scripts/setup-host.sh)".into(), source })?;
+    if !output.status.success() {
+        return Err(Error::Dtc { stderr: String::from_utf8_lossy(&output.stderr).into_owned() });
+    }
+    if !output.stderr.is_empty() {
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(output.stdout)
+}
+
+/// Reads and parses the description at `dts` (compiling it first).
+pub fn load(dts: &Path) -> Result<SystemDesc> {
+    let blob = compile(dts)?;
+    let base_dir = dts.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+    let base_dir = base_dir.canonicalize().map_err(io(&base_dir))?;
+    parse(&blob, &base_dir)
+}
+
+/// Parses a compiled description. Relative `image` paths are resolved against `base_dir`.
+pub fn parse(blob: &[u8], base_dir: &Path) -> Result<SystemDesc> {
+    let root = fdt::read(blob)?;
+    let mut props = Props::new(&root, "/".into());
+    let compatible = props.required_string("compatible")?;
+    if compatible != COMPATIBLE {
+        return Err(props.bad_value("compatible", &compatible, "\"tessera,system\""));
+    }
+    let board = props.required_string("board")?;
+    props.finish()?;
+
+    let mut vms = None;
+    for child in &root.children {
+        match child.name.as_str() {
+            "vms" => vms = Some(parse_vms(child, base_dir)?),
+            _ => return Err(Error::UnknownNode { node: format!("/{}", child.name) }),
+        }
+    }
+    let vms = vms.ok_or_else(|| Error::MissingNode { node: "/vms".into() })?;
+    Ok(SystemDesc { board, vms })
+}
+
+fn parse_vms(node: &Node, base_dir: &Path) -> Result<Vec<VmDesc>> {
+    Props::new(node, "/vms".into()).finish()?;
+    node.children.iter().map(|vm| parse_vm(vm, base_dir)).collect()
+}
+
+fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
+    let path = format!("/vms/{}", node.name);
+    let name = node.name.split('@').next().unwrap_or_default().to_owned();
+    let mut props = Props::new(node, path.clone());
+    let cpus = props.u32_list("cpus")?.ok_or_else(|| props.missing("cpus"))?;
+    let guest = props.string("guest")?;
+    let image = props.string("image")?;
+    let image = match (guest, image) {
+        (Some(_), Some(_)) => return Err(props.conflict("guest", "image")),
+        (Some(guest), None) => ImageSource::Guest(guest),
+        (None, Some(image)) => ImageSource::File(base_dir.join(image)),
+        (None, None) => return Err(Error::NoImage { node: path }),
+    };
+    let bootargs = props.string("bootargs")?.unwrap_or_default();
+    let load_offset = props.u64("load-offset")?;
+    let entry_offset = props.u64("entry-offset")?;
+    let console_off = props.string("console")?;
+    if let Some(value) = &console_off
+        && value != "none"
+    {
+        return Err(props.bad_value("console", value, "\"none\" (or a `console { … }` node)"));
+    }
+    let fault_policy = match props.string("fault-policy")?.as_deref() {
+        None | Some("inject") => FaultPolicy::Inject,
+        Some("stop") => FaultPolicy::Stop,
+        Some(other) => return Err(props.bad_value("fault-policy", other, "\"inject\" or \"stop\"")),
+    };
+    let on_system_off = props.exit_action("on-system-off", ExitAction::Stop)?;
+    let on_system_reset = props.exit_action("on-system-reset", ExitAction::Restart)?;
+    props.finish()?;
+
+    let mut memory = Vec::new();
+    let mut console_node = None;
+    for child in &node.children {
+        let child_path = format!("{path}/{}", child.name);
+        match child.name.split('@').next().unwrap_or_default() {
+            "memory" => memory.push(parse_memory(child, child_path)?),
+            "console" if child.name == "console" => console_node = Some(parse_console(child, child_path)?),
+            _ => return Err(Error::UnknownNode { node: child_path }),
+        }
+    }
+    let console = match (console_off, console_node) {
+        (Some(_), Some(_)) => return Err(Error::Conflict { node: path, first: "console = \"none\"", second: "console { … }" }),
+        (Some(_), None) => ConsoleDesc::None,
+        (None, Some(console)) => console,
+        (None, None) => ConsoleDesc::Uart { guest_base: None, interrupt: None },
+    };
+    Ok(VmDesc {
+        name,
+        node: path,
+        cpus,
+        memory,
+        image,
+        bootargs,
+        load_offset,
+        entry_offset,
+        console,
+        fault_policy,
+        on_system_off,
+        on_system_reset,
+    })
+}
+
+fn parse_memory(node: &Node, path: String) -> Result<MemoryDesc> {
+    let mut props = Props::new(node, path.clone());
+    let guest_base = props.u64("guest-base")?.ok_or_else(|| props.missing("guest-base"))?;
+    let size = props.u64("size")?.ok_or_else(|| props.missing("size"))?;
+    let host_base = props.u64("host-base")?;
+    props.finish()?;
+    no_children(node, &path)?;
+    Ok(MemoryDesc { node: path, guest_base, size, host_base })
+}
+
+/// GIC INTIDs of SPIs (IHI 0069 2.2.1): the only interrupts a device can raise.
+const SPI_INTIDS: std::ops::RangeInclusive<u32> = 32..=1019;
+
+fn parse_console(node: &Node, path: String) -> Result<ConsoleDesc> {
+    let mut props = Props::new(node, path.clone());
+    let guest_base = props.u64("guest-base")?;
+    let interrupt = props.u32("interrupt")?;
+    if let Some(intid) = interrupt
+        && !SPI_INTIDS.contains(&intid)
+    {
+        return Err(props.bad_value("interrupt", &intid.to_string(), "an SPI's INTID, 32..=1019"));
+    }
+    props.finish()?;
+    no_children(node, &path)?;
+    Ok(ConsoleDesc::Uart { guest_base, interrupt })
+}
+
+fn no_children(node: &Node, path: &str) -> Result<()> {
+    match node.children.first() {
+        Some(child) => Err(Error::UnknownNode { node: format!("{path}/{}", child.name) }),
+        None => Ok(()),
+    }
+}
+
+/// A node's properties, each taken at most once; [`Props::finish`] reports any left over.
+struct Props<'a> {
+    node: &'a Node,
+    path: String,
+    taken: Vec<bool>,
+}
+
+impl<'a> Props<'a> {
+    fn new(node: &'a Node, path: String) -> Self {
+        Self { node, path, taken: vec![false; node.properties.len()] }
+    }
+
+    fn take(&mut self, name: &str) -> Option<&'a [u8]> {
+        let index = self.node.properties.iter().position(|p| p.name == name)?;
+        self.taken[index] = true;
+        Some(&self.node.properties[index].value)
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.taken.iter().position(|taken| !taken) {
+            Some(index) => Err(Error::UnknownProperty {
+                node: self.path,
+                property: self.node.properties[index].name.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn missing(&self, property: &'static str) -> Error {
+        Error::MissingProperty { node: self.path.clone(), property }
+    }
+
+    fn conflict(&self, first: &'static str, second: &'static str) -> Error {
+        Error::Conflict { node: self.path.clone(), first, second }
+    }
+
+    fn bad_value(&self, property: &str, value: &str, allowed: &'static str) -> Error {
+        Error::BadValue { node: self.path.clone(), property: property.into(), value: format!("\"{value}\""), allowed }
+    }
+
+    fn bad_cells(&self, property: &str, expected: &'static str, found_bytes: usize) -> Error {
+        Error::BadCells { node: self.path.clone(), property: property.into(), expected, found_bytes }
+    }
+
+    fn string(&mut self, name: &str) -> Result<Option<String>> {
+        let Some(value) = self.take(name) else { return Ok(None) };
+        let not_a_string = || Error::NotAString { node: self.path.clone(), property: name.into() };
+        let (last, text) = value.split_last().ok_or_else(not_a_string)?;
+        if *last != 0 || text.contains(&0) {
+            return Err(not_a_string());
+        }
+        let text = std::str::from_utf8(text)
+            .map_err(|_| Error::NotUtf8 { node: self.path.clone(), property: name.into() })?;
+        Ok(Some(text.to_owned()))
+    }
+
+    fn required_string(&mut self, name: &'static str) -> Result<String> {
+        self.string(name)?.ok_or_else(|| self.missing(name))
+    }
+
+    fn u32(&mut self, name: &str) -> Result<Option<u32>> {
+        let Some(value) = self.take(name) else { return Ok(None) };
+        let cell: [u8; 4] = value.try_into().map_err(|_| self.bad_cells(name, "one cell (<n>)", value.len()))?;
+        Ok(Some(u32::from_be_bytes(cell)))
+    }
+
+    /// A 64-bit number: two cells, as `/bits/ 64 <n>` or `<hi lo>` write it.
+    fn u64(&mut self, name: &str) -> Result<Option<u64>> {
+        let Some(value) = self.take(name) else { return Ok(None) };
+        let cells: [u8; 8] = value
+            .try_into()
+            .map_err(|_| self.bad_cells(name, "a 64-bit number (/bits/ 64 <n>)", value.len()))?;
+        Ok(Some(u64::from_be_bytes(cells)))
+    }
+
+    fn u32_list(&mut self, name: &str) -> Result<Option<Vec<u32>>> {
+        let Some(value) = self.take(name) else { return Ok(None) };
+        if value.len() % 4 != 0 {
+            return Err(self.bad_cells(name, "a list of 32-bit cells (<a b …>)", value.len()));
+        }
+        Ok(Some(value.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()))
+    }
+
+    fn exit_action(&mut self, name: &str, default: ExitAction) -> Result<ExitAction> {
+        match self.string(name)?.as_deref() {
+            None => Ok(default),
+            Some("stop") => Ok(ExitAction::Stop),
+            Some("restart") => Ok(ExitAction::Restart),
+            Some(other) => Err(self.bad_value(name, other, "\"stop\" or \"restart\"")),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! A reader for flattened device trees (the DTB format of the Devicetree Specification v0.4,
+//! chapter 5), into an owned tree. Every offset and length is checked: bad input is an error,
+//! never a panic.
+
+use crate::error::{Error, Result};
+
+/// `FDT_MAGIC` (DT spec 5.2).
+const MAGIC: u32 = 0xd00d_feed;
+/// Structure block tokens (DT spec 5.4.1).
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+/// Deeper trees are refused rather than recursed into (system descriptions are 4 levels deep).
+const MAX_DEPTH: usize = 32;
+
+/// One node: its name as written (with any unit address), its properties and children, in
+/// the order of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub properties: Vec<Property>,
+    pub children: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+fn malformed(reason: impl Into<String>) -> Error {
+    Error::MalformedDtb { reason: reason.into() }
+}
+
+fn be32(blob: &[u8], offset: usize) -> Result<u32> {
+    offset
+        .checked_add(4)
+        .and_then(|end| blob.get(offset..end))
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| malformed(format!("read past the end at offset {offset:#x}")))
+}
+
+/// Reads a whole blob into its root node.
+pub fn read(blob: &[u8]) -> Result<Node> {
+    if be32(blob, 0)? != MAGIC {
+        return Err(malformed("bad magic"));
+    }
+    let total = be32(blob, 4)? as usize;
+    let blob = blob.get(..total).ok_or_else(|| malformed("totalsize exceeds the blob"))?;
+    let struct_offset = be32(blob, 8)? as usize;
+    let strings_offset = be32(blob, 12)? as usize;
+    let version = be32(blob, 20)?;
+    if version < 17 {
+        return Err(malformed(format!("version {version} (17 or later is needed)")));
+    }
+    let strings_size = be32(blob, 32)? as usize;
+    let struct_size = be32(blob, 36)? as usize;
+    let strings = strings_offset
+        .checked_add(strings_size)
+        .and_then(|end| blob.get(strings_offset..end))
+        .ok_or_else(|| malformed("strings block out of bounds"))?;
+    let structure = struct_offset
+        .checked_add(struct_size)
+        .and_then(|end| blob.get(struct_offset..end))
+        .ok_or_else(|| malformed("structure block out of bounds"))?;
+    let mut reader = Reader { structure, strings, offset: 0 };
+    let token = reader.token()?;
+    if token != FDT_BEGIN_NODE {
+        return Err(malformed("the structure block does not start with a node"));
+    }
+    let root = reader.node(0)?;
+    if reader.token()? != FDT_END {
+        return Err(malformed("data after the root node"));
+    }
+    Ok(root)
+}
+
+struct Reader<'a> {
+    structure: &'a [u8],
+    strings: &'a [u8],
+    offset: usize,
+}
+
+impl Reader<'_> {
+    /// The next token, skipping `FDT_NOP`s.
+    fn token(&mut self) -> Result<u32> {
+        loop {
+            let token = be32(self.structure, self.offset)?;
+            self.offset += 4;
+            if token != FDT_NOP {
+                return Ok(token);
+            }
+        }
+    }
+
+    /// A NUL-terminated string starting at `offset` of `bytes`.
+    fn c_str(bytes: &[u8], offset: usize, what: &str) -> Result<String> {
+        let tail = bytes.get(offset..).ok_or_else(|| malformed(format!("{what} out of bounds")))?;
+        let len = tail.iter().position(|&b| b == 0).ok_or_else(|| malformed(format!("{what} not terminated")))?;
+        String::from_utf8(tail[..len].to_vec()).map_err(|_| malformed(format!("{what} is not UTF-8")))
+    }
+
+    fn align(&mut self) {
+        self.offset = self.offset.next_multiple_of(4);
+    }
+
+    /// The node whose `FDT_BEGIN_NODE` was just read, up to and including its `FDT_END_NODE`.
+    fn node(&mut self, depth: usize) -> Result<Node> {
+        if depth > MAX_DEPTH {
+            return Err(malformed("nodes nested too deeply"));
+        }
+        let name = Self::c_str(self.structure, self.offset, "node name")?;
+        self.offset += name.len() + 1;
+        self.align();
+        let mut node = Node { name, properties: Vec::new(), children: Vec::new() };
+        loop {
+            match self.token()? {
+                FDT_PROP => {
+                    let len = be32(self.structure, self.offset)? as usize;
+                    let name_offset = be32(self.structure, self.offset + 4)? as usize;
+                    self.offset += 8;
+                    let value = self
+                        .offset
+                        .checked_add(len)
+                        .and_then(|end| self.structure.get(self.offset..end))
+                        .ok_or_else(|| malformed(format!("property of node `{}` out of bounds", node.name)))?
+                        .to_vec();
+                    self.offset += len;
+                    self.align();
+                    let name = Self::c_str(self.strings, name_offset, "property name")?;
+                    if !node.children.is_empty() {
+                        return Err(malformed(format!("property `{name}` after a child node in `{}`", node.name)));
+                    }
+                    node.properties.push(Property { name, value });
+                }
+                FDT_BEGIN_NODE => node.children.push(self.node(depth + 1)?),
+                FDT_END_NODE => return Ok(node),
+                other => return Err(malformed(format!("unexpected token {other:#x} in node `{}`", node.name))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_string("compatible", "x").unwrap();
+        let child = w.begin_node("child@1").unwrap();
+        w.property_u32("cell", 7).unwrap();
+        w.end_node(child).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn reads_what_vm_fdt_writes() {
+        let root = read(&sample()).unwrap();
+        assert_eq!(root.name, "");
+        assert_eq!(root.properties[0], Property { name: "compatible".into(), value: b"x\0".to_vec() });
+        assert_eq!(root.children[0].name, "child@1");
+        assert_eq!(root.children[0].properties[0].value, 7u32.to_be_bytes());
+    }
+
+    #[test]
+    fn truncated_or_corrupt_blobs_are_errors_not_panics() {
+        let blob = sample();
+        for len in 0..blob.len() {
+            assert!(read(&blob[..len]).is_err(), "truncated at {len}");
+        }
+        for i in 0..blob.len() {
+            let mut bad = blob.clone();
+            bad[i] ^= 0xff;
+            let _ = read(&bad);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Placement: where each image and device tree goes in its VM, where the hypervisor lives, and
+//! which host memory backs each VM. The result, a [`Plan`], is checked by the validator shared
+//! with the hypervisor and then by the checks only the build tool can make (image BSS).
+
+use tessera_config::{
+    Board, Console, ExitAction, FaultPolicy, Image, MemRange, MemoryRegion, PAGE_SIZE, System, Vm, validate,
+};
+
+use crate::dts::{ConsoleDesc, SystemDesc, VmDesc};
+use crate::error::{Error, Result};
+use crate::guest_dtb::GuestDtb;
+use crate::image::Arm64Header;
+
+/// The block size the hypervisor maps with, and the alignment of everything it allocates.
+pub const BLOCK_2M: u64 = 2 << 20;
+/// Room in the hypervisor's region beyond its image and payload: BSS, stacks, page tables.
+pub const HV_RESERVE: u64 = 8 << 20;
+
+const fn align_down(value: u64, align: u64) -> u64 {
+    value - value % align
+}
+
+fn align_up(value: u64, align: u64) -> Option<u64> {
+    value.checked_next_multiple_of(align)
+}
+
+/// The whole system, placed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub board: String,
+    pub hv_region: MemRange,
+    pub vms: Vec<VmPlan>,
+}
+
+/// One VM, placed.
+#[derive(Debug, Clone)]
+pub struct VmPlan {
+    pub name: String,
+    /// `/vms/<node name>`, for messages.
+    pub node: String,
+    pub vmid: u16,
+    pub cpus: Vec<u32>,
+    pub memory: Vec<MemoryRegion>,
+    pub console: Option<Console>,
+    pub image: Vec<u8>,
+    pub load_ipa: u64,
+    pub entry_ipa: u64,
+    /// Bytes the image occupies once running: its length, or the Image header's
+    /// `image_size` (which counts BSS) if larger.
+    pub image_footprint: u64,
+    pub dtb: Vec<u8>,
+    pub dtb_ipa: u64,
+    pub fault_policy: FaultPolicy,
+    pub on_system_off: ExitAction,
+    pub on_system_reset: ExitAction,
+}
+
+/// Places `desc` on `board`. `images[i]` holds the bytes of VM `i`'s image.
+pub fn plan(board: &Board<'_>, desc: &SystemDesc, images: Vec<Vec<u8>>) -> Result<Plan> {
+    let mut vms = desc
+        .vms
+        .iter()
+        .zip(images)
+        .enumerate()
+        .map(|(index, (vm, image))| place_vm(board, index, vm, image))
+        .collect::<Result<Vec<_>>>()?;
+    let payload = vms.iter().map(VmPlan::payload_bytes).sum();
+    let hv_region = hypervisor_region(board, payload);
+    allocate_host_memory(board, hv_region, &desc.vms, &mut vms)?;
+    Ok(Plan { board: desc.board.clone(), hv_region, vms })
+}
+
+fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> Result<VmPlan> {
+    let node = || desc.node.clone();
+    let memory: Vec<MemoryRegion> = desc
+        .memory
+        .iter()
+        .map(|m| MemoryRegion { ipa: m.guest_base, pa: m.host_base.unwrap_or(0), size: m.size })
+        .collect();
+    let console = match desc.console {
+        ConsoleDesc::None => None,
+        ConsoleDesc::Uart { guest_base, interrupt } => Some(Console {
+            ipa: guest_base.unwrap_or(board.default_console_ipa),
+            intid: interrupt.unwrap_or(board.default_console_intid),
+        }),
+    };
+    // With no memory there is nowhere to place anything; the validator reports `NoMemory`.
+    let base = memory.first().map_or(0, |r| r.ipa);
+    let (load_ipa, entry_ipa, image_footprint) = match Arm64Header::parse(&image) {
+        Some(header) => {
+            if desc.load_offset.is_some() || desc.entry_offset.is_some() {
+                return Err(Error::OffsetsWithImageHeader { node: node() });
+            }
+            if base % BLOCK_2M != 0 {
+                return Err(Error::ImageBaseNotAligned { node: node(), base });
+            }
+            let load = base
+                .checked_add(header.text_offset)
+                .ok_or(Error::ImageOutsideMemory { node: node(), load_ipa: u64::MAX })?;
+            (load, load, header.image_size.max(image.len() as u64))
+        }
+        None => {
+            let load_offset = desc.load_offset.unwrap_or(0);
+            let entry_offset = desc.entry_offset.unwrap_or(load_offset);
+            let load = base.checked_add(load_offset);
+            let entry = base.checked_add(entry_offset);
+            let (Some(load), Some(entry)) = (load, entry) else {
+                return Err(Error::ImageOutsideMemory { node: node(), load_ipa: u64::MAX });
+            };
+            (load, entry, image.len() as u64)
+        }
+    };
+    let dtb = GuestDtb {
+        vm_name: &desc.name,
+        bootargs: &desc.bootargs,
+        memory: &memory,
+        vcpu_count: desc.cpus.len(),
+        console,
+    }
+    .build()
+    .map_err(|e| Error::GuestDtb { node: node(), reason: e.to_string() })?;
+    let loaded = MemRange::new(load_ipa, image_footprint);
+    // Without a slot the DTB is put at the RAM base, where the validator (or, if the clash is
+    // only with BSS, `Plan::check_footprints`) will refuse it.
+    let dtb_ipa = memory.first().and_then(|first| dtb_slot(first, &loaded, dtb.len() as u64)).unwrap_or(base);
+    Ok(VmPlan {
+        name: desc.name.clone(),
+        node: node(),
+        vmid: u16::try_from(index + 1).unwrap_or(u16::MAX),
+        cpus: desc.cpus.clone(),
+        memory,
+        console,
+        image,
+        load_ipa,
+        entry_ipa,
+        image_footprint,
+        dtb,
+        dtb_ipa,
+        fault_policy: desc.fault_policy,
+        on_system_off: desc.on_system_off,
+        on_system_reset: desc.on_system_reset,
+    })
+}
+
+/// The highest 2 MiB-aligned address in `region` where `dtb_size` bytes fit without touching
+/// `image`. The DTB must not cross a 2 MiB boundary (booting.rst), so it starts a block.
+fn dtb_slot(region: &MemoryRegion, image: &MemRange, dtb_size: u64) -> Option<u64> {
+    if dtb_size == 0 || dtb_size > BLOCK_2M {
+        return None;
+    }
+    let end = region.ipa_range().end()?;
+    let mut slot = align_down(end.checked_sub(dtb_size)?, BLOCK_2M);
+    while slot >= region.ipa {
+        if !MemRange::new(slot, dtb_size).overlaps(image) {
+            return Some(slot);
+        }
+        slot = slot.checked_sub(BLOCK_2M)?;
+    }
+    None
+}
+
+/// The hypervisor's region: from the 2 MiB-aligned start of the RAM bank it is loaded into,
+/// up past its load address by the payload plus [`HV_RESERVE`].
+fn hypervisor_region(board: &Board<'_>, payload: u64) -> MemRange {
+    let load = board.default_load_address;
+    let bank = board.ram.iter().find(|bank| bank.contains(load)).or(board.ram.first());
+    let base = align_down(bank.map_or(load, |bank| bank.base), BLOCK_2M);
+    let size = (load - base.min(load))
+        .checked_add(payload)
+        .and_then(|s| s.checked_add(HV_RESERVE))
+        .and_then(|s| align_up(s, BLOCK_2M))
+        .unwrap_or(u64::MAX - BLOCK_2M + 1);
+    MemRange::new(base, size)
+}
+
+/// Gives each region without `host-base` the first 2 MiB-aligned free RAM after the
+/// hypervisor's region, in VM order, skipping the regions that have a `host-base`.
+fn allocate_host_memory(board: &Board<'_>, hv: MemRange, descs: &[VmDesc], vms: &mut [VmPlan]) -> Result<()> {
+    let mut taken: Vec<MemRange> = descs
+        .iter()
+        .flat_map(|vm| &vm.memory)
+        .filter_map(|m| m.host_base.map(|pa| MemRange::new(pa, m.size)))
+        .chain([hv])
+        .collect();
+    let mut banks = board.ram.to_vec();
+    banks.sort_by_key(|bank| bank.base);
+    let mut cursor = hv.end().unwrap_or(u64::MAX);
+    for (desc, vm) in descs.iter().zip(vms) {
+        for (memory, region) in desc.memory.iter().zip(&mut vm.memory) {
+            if memory.host_base.is_some() {
+                continue;
+            }
+            // An empty or unaligned size is the validator's to report, not an allocation failure.
+            if region.size == 0 || region.size % PAGE_SIZE != 0 {
+                region.pa = cursor;
+                continue;
+            }
+            let pa = banks
+                .iter()
+                .find_map(|bank| fit_in_bank(bank, cursor, region.size, &taken))
+                .ok_or_else(|| Error::OutOfRam { node: memory.node.clone(), size: region.size })?;
+            region.pa = pa;
+            let range = MemRange::new(pa, region.size);
+            taken.push(range);
+            cursor = range.end().unwrap_or(u64::MAX);
+        }
+    }
+    Ok(())
+}
+
+fn fit_in_bank(bank: &MemRange, cursor: u64, size: u64, taken: &[MemRange]) -> Option<u64> {
+    let bank_end = bank.end()?;
+    let mut start = align_up(cursor.max(bank.base), BLOCK_2M)?;
+    loop {
+        let candidate = MemRange::new(start, size);
+        if candidate.end()? > bank_end {
+            return None;
+        }
+        match taken.iter().find(|t| t.overlaps(&candidate)) {
+            Some(clash) => start = align_up(clash.end()?, BLOCK_2M)?,
+            None => return Some(start),
+        }
+    }
+}
+
+impl VmPlan {
+    /// Bytes this VM adds to the hypervisor's `.payload` (each blob is page aligned).
+    pub fn payload_bytes(&self) -> u64 {
+        let page = |len: usize| (len as u64).next_multiple_of(PAGE_SIZE);
+        page(self.image.len()) + page(self.dtb.len())
+    }
+}
+
+impl Plan {
+    pub fn payload_bytes(&self) -> u64 {
+        self.vms.iter().map(VmPlan::payload_bytes).sum()
+    }
+
+    /// Calls `f` with the plan as the shared [`System`] type.
+    pub fn with_system<R>(&self, f: impl FnOnce(&System<'_>) -> R) -> R {
+        let vms: Vec<Vm<'_>> = self
+            .vms
+            .iter()
+            .map(|vm| Vm {
+                name: &vm.name,
+                vmid: vm.vmid,
+                cpus: &vm.cpus,
+                memory: &vm.memory,
+                console: vm.console,
+                image: Image { bytes: &vm.image, load_ipa: vm.load_ipa, entry_ipa: vm.entry_ipa },
+                dtb: &vm.dtb,
+                dtb_ipa: vm.dtb_ipa,
+                fault_policy: vm.fault_policy,
+                on_system_off: vm.on_system_off,
+                on_system_reset: vm.on_system_reset,
+            })
+            .collect();
+        f(&System { board: &self.board, hv_region: self.hv_region, vms: &vms })
+    }
+
+    /// Runs the validator the hypervisor also links, then the checks that need what the
+    /// tables do not carry (an Image header's BSS).
+    pub fn validate(&self, board: &Board<'_>) -> Result<()> {
+        self.with_system(|system| validate(board, system).map_err(|e| Error::Invalid { message: e.to_string() }))?;
+        self.vms.iter().try_for_each(VmPlan::check_footprint)
+    }
+}
+
+impl VmPlan {
+    /// The image with its BSS fits after its load address, and the DTB stays clear of it.
+    fn check_footprint(&self) -> Result<()> {
+        let region = self.memory.iter().find(|r| r.ipa_range().contains(self.load_ipa));
+        let Some(room) = region.and_then(|r| r.ipa_range().end()).map(|end| end - self.load_ipa) else {
+            return Err(Error::ImageOutsideMemory { node: self.node.clone(), load_ipa: self.load_ipa });
+        };
+        if self.image_footprint > room {
+            return Err(Error::ImageTooLarge { node: self.node.clone(), image_size: self.image_footprint, room });
+        }
+        let running = MemRange::new(self.load_ipa, self.image_footprint);
+        if MemRange::new(self.dtb_ipa, self.dtb.len() as u64).overlaps(&running) {
+            return Err(Error::NoRoomForDtb { node: self.node.clone(), dtb_size: self.dtb.len() as u64 });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn dtb_goes_in_the_last_free_2m_slot() {
+        let region = MemoryRegion { ipa: 0x4000_0000, pa: 0, size: 32 * MIB };
+        let image = MemRange::new(0x4020_0000, 0x1000);
+        assert_eq!(dtb_slot(&region, &image, 0x800), Some(0x41e0_0000));
+        // An image covering the top slot pushes the DTB one block down.
+        let big = MemRange::new(0x41e0_0000, 2 * MIB);
+        assert_eq!(dtb_slot(&region, &big, 0x800), Some(0x41c0_0000));
+        // A region ending mid-block: the DTB still starts at a block and fits before the end.
+        let odd = MemoryRegion { ipa: 0x4000_0000, pa: 0, size: 3 * MIB };
+        assert_eq!(dtb_slot(&odd, &MemRange::new(0x4000_0000, 0x1000), 0x800), Some(0x4020_0000));
+        // No slot at all.
+        let tiny = MemoryRegion { ipa: 0x4000_0000, pa: 0, size: MIB };
+        assert_eq!(dtb_slot(&tiny, &MemRange::new(0x4000_0000, 0x1000), 0x800), None);
+    }
+
+    #[test]
+    fn allocation_skips_fixed_regions() {
+        let bank = MemRange::new(0x4000_0000, 1024 * MIB);
+        let taken = [MemRange::new(0x4000_0000, 16 * MIB), MemRange::new(0x4100_0000, 3 * MIB)];
+        assert_eq!(fit_in_bank(&bank, 0x4100_0000, 4 * MIB, &taken), Some(0x4140_0000));
+        assert_eq!(fit_in_bank(&bank, 0x7fe0_0000, 4 * MIB, &taken), None);
+    }
+}
