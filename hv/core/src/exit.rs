@@ -2,18 +2,18 @@
 //!
 //! The vector stub captures the three registers once; [`decode`] turns them into a typed value
 //! without touching hardware, so every syndrome the hypervisor handles can be replayed on the
-//! host. Field positions are from DDI 0487 (K.a), `ESR_EL2` (D23.2.41) and its ISS encodings
+//! host. Field positions are from DDI 0487, `ESR_EL2` and its ISS encodings
 //! per exception class, and `HPFAR_EL2`.
 //!
 //! [`decode`] accepts any three `u64`s and never panics: the registers are hardware-written,
 //! but a bug in the capture path must not become a hypervisor crash.
 
-// ESR_EL2 layout (DDI 0487 D23.2.41): EC[31:26], IL[25], ISS[24:0].
+// ESR_EL2 layout (DDI 0487, `ESR_EL2`): EC[31:26], IL[25], ISS[24:0].
 const ESR_EC_SHIFT: u32 = 26;
 const ESR_EC_MASK: u64 = 0x3f;
 const ESR_ISS_MASK: u64 = 0x1ff_ffff;
 
-/// Exception classes handled here (DDI 0487 D23.2.41, `ESR_EL2.EC`).
+/// Exception classes handled here (DDI 0487, `ESR_EL2.EC`).
 pub mod ec {
     /// Unknown reason (also the class of an UNDEFINED instruction).
     pub const UNKNOWN: u8 = 0x00;
@@ -35,7 +35,7 @@ pub mod ec {
     pub const DABT_CURRENT: u8 = 0x25;
 }
 
-// Data Abort ISS (DDI 0487 D23.2.41, "ISS encoding for an exception from a Data Abort").
+// Data Abort ISS (DDI 0487, `ESR_EL2`, "ISS encoding for an exception from a Data Abort").
 const DABT_ISV: u32 = 1 << 24;
 const DABT_SAS_SHIFT: u32 = 22;
 const DABT_SSE: u32 = 1 << 21;

@@ -8,13 +8,13 @@
 
 use crate::vcpu::{SPSR_EL1H, SPSR_MASK_DAIF};
 
-// SPSR_EL2.M[4:0] for an exception from AArch64 (DDI 0487 C5.2.19): M[4] = 0, M[3:2] = the EL,
+// SPSR_EL2.M[4:0] for an exception from AArch64 (DDI 0487, `SPSR_EL2`): M[4] = 0, M[3:2] = the EL,
 // M[0] = the stack pointer (0 = SP_EL0 "t", 1 = SP_ELx "h").
 const SPSR_M_MASK: u64 = 0x1f;
 const SPSR_M_EL0T: u64 = 0b0_0000;
 const SPSR_M_EL1T: u64 = 0b0_0100;
 const SPSR_M_EL1H: u64 = 0b0_0101;
-// M[4] = 1 is AArch32; User mode 0b10000 (DDI 0487 G1.9.1) is the only AArch32 mode a guest
+// M[4] = 1 is AArch32; User mode 0b10000 (DDI 0487, AArch32 PSTATE.M) is the only AArch32 mode a guest
 // can be in, at EL0 (HCR_EL2.RW = 1 keeps EL1 in AArch64).
 const SPSR_M_AARCH32_USR: u64 = 0b1_0000;
 
@@ -24,7 +24,7 @@ const VECTOR_CURRENT_EL_SPX: u64 = 0x200;
 const VECTOR_LOWER_EL_AARCH64: u64 = 0x400;
 const VECTOR_LOWER_EL_AARCH32: u64 = 0x600;
 
-// ESR_EL1 (DDI 0487 D23.2.40): EC[31:26], IL[25]; Data/Instruction Abort ISS: WnR[6], FSC[5:0].
+// ESR_EL1 (DDI 0487, `ESR_EL1`): EC[31:26], IL[25]; Data/Instruction Abort ISS: WnR[6], FSC[5:0].
 const ESR_EC_SHIFT: u32 = 26;
 const ESR_IL: u64 = 1 << 25;
 const ESR_WNR: u64 = 1 << 6;

@@ -9,7 +9,7 @@
 //! overlap, table budget) before writing a descriptor, so a failed map leaves the tables as
 //! they were. Nothing here panics on any input.
 //!
-//! Layouts: DDI 0487 (K.a) D8.3 (descriptor formats), D8.5.x (stage-2 memory attributes and
+//! Layouts: DDI 0487 D8.3 (descriptor formats), D8.5 (stage-2 memory attributes and
 //! permissions), `VTCR_EL2` and `VTTBR_EL2`. The tables are not live while they are built:
 //! the arch layer installs [`Stage2::root_pa`] with [`vttbr_el2`] only after building (break-
 //! before-make and TLB maintenance are its concern if it ever changes a live table).
@@ -41,16 +41,16 @@ const MEMATTR_SHIFT: u32 = 2;
 const S2AP_SHIFT: u32 = 6;
 const SH_SHIFT: u32 = 8;
 const DESC_AF: u64 = 1 << 10;
-/// XN[1:0] at bits [54:53]: 0b10 = execute-never at EL1 and EL0 (D8.5.x, with or without
+/// XN[1:0] at bits [54:53]: 0b10 = execute-never at EL1 and EL0 (D8.5, with or without
 /// FEAT_XNX).
 const DESC_XN: u64 = 0b10 << 53;
 
-/// Stage-2 MemAttr[3:0] with `HCR_EL2.FWB` = 0 (DDI 0487 D8.5.5): [3:2] outer, [1:0] inner;
+/// Stage-2 MemAttr[3:0] with `HCR_EL2.FWB` = 0 (DDI 0487 D8.5): [3:2] outer, [1:0] inner;
 /// 0b11 write-back for both.
 const MEMATTR_NORMAL_WB: u64 = 0b1111;
 /// Stage-2 MemAttr 0b0001: Device-nGnRE.
 const MEMATTR_DEVICE_NGNRE: u64 = 0b0001;
-/// S2AP (D8.5.x): 0b01 read-only, 0b11 read/write.
+/// S2AP (DDI 0487 D8.5): 0b01 read-only, 0b11 read/write.
 const S2AP_RO: u64 = 0b01;
 const S2AP_RW: u64 = 0b11;
 /// SH 0b11: Inner Shareable. Device memory is always Outer Shareable, so SH is 0 for it.
@@ -408,7 +408,7 @@ impl<'t> Stage2<'t> {
     }
 }
 
-// VTCR_EL2 fields (DDI 0487 D23.2.x, VTCR_EL2).
+// VTCR_EL2 fields (DDI 0487, `VTCR_EL2`).
 const VTCR_T0SZ: u64 = 64 - IPA_BITS as u64; // [5:0]
 const VTCR_SL0_LEVEL1: u64 = 0b01 << 6; // [7:6]: with TG0 = 4K, 0b01 starts at level 1
 const VTCR_IRGN0_WBWA: u64 = 0b01 << 8; // [9:8]

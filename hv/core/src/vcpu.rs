@@ -1,14 +1,14 @@
 //! A vCPU's identity (`VMPIDR_EL2`) and its architectural reset state.
 
-/// `MPIDR_EL1` bit 31 is RES1 (DDI 0487 D23.2.x, `MPIDR_EL1`).
+/// `MPIDR_EL1` bit 31 is RES1 (DDI 0487, `MPIDR_EL1`).
 const MPIDR_RES1: u64 = 1 << 31;
 
 /// The affinity fields of `MPIDR_EL1`: Aff3[39:32], Aff2[23:16], Aff1[15:8], Aff0[7:0]. PSCI
-/// `target_cpu` arguments carry exactly these bits (DEN0022 5.1.4); [`crate::psci::VmView`]
+/// `target_cpu` arguments carry exactly these bits (DEN0022D, CPU_ON); [`crate::psci::VmView`]
 /// lookups are by `vmpidr(i) & MPIDR_AFFINITY_MASK`.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 
-/// vCPUs per Aff0 cluster. A GICv3 SGI (`ICC_SGI1R_EL1.TargetList`, IHI 0069 12.2.x) names its
+/// vCPUs per Aff0 cluster. A GICv3 SGI (`ICC_SGI1R_EL1.TargetList`, IHI 0069) names its
 /// targets with a 16-bit mask of Aff0 values 0..=15; Aff0 above 15 needs the Range Selector
 /// extension (`ICC_CTLR_EL1.RSS`), which not every guest uses. So, as KVM does, Aff0 counts
 /// 0..=15 and Aff1 counts clusters of 16.
@@ -45,7 +45,7 @@ pub fn index_by_mpidr(mpidr: u64, vcpu_count: usize) -> Option<usize> {
     (index < vcpu_count).then_some(index)
 }
 
-/// `SPSR_ELx.M` for EL1 using `SP_EL1` (EL1h) (DDI 0487 C5.2.19).
+/// `SPSR_ELx.M` for EL1 using `SP_EL1` (EL1h) (DDI 0487, `SPSR_EL2`).
 pub const SPSR_EL1H: u64 = 0b0101;
 /// `SPSR_ELx` D, A, I, F (bits 9..6) set: all asynchronous exceptions and debug masked.
 pub const SPSR_MASK_DAIF: u64 = 0b1111 << 6;
@@ -54,7 +54,7 @@ pub const RESET_SPSR_EL2: u64 = SPSR_MASK_DAIF | SPSR_EL1H;
 
 /// `SCTLR_EL1` at reset: MMU, caches and alignment checks off (M, C, I, A = 0), with the bits
 /// that are RES1 in Armv8.0 set: EOS[11], TSCXT[20], EIS[22], SPAN[23], nTLSMD[28] and
-/// LSMAOE[29] (DDI 0487 D23.2.x, `SCTLR_EL1`). EE = 0: little-endian.
+/// LSMAOE[29] (DDI 0487, `SCTLR_EL1`). EE = 0: little-endian.
 pub const RESET_SCTLR_EL1: u64 =
     (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
 
