@@ -68,7 +68,7 @@ pub enum AccessWidth {
 }
 
 impl AccessWidth {
-    /// `SAS` (ISS[23:22]): 0b00 byte, 0b01 halfword, 0b10 word, 0b11 doubleword.
+    /// `SAS` (ISS\[23:22\]): 0b00 byte, 0b01 halfword, 0b10 word, 0b11 doubleword.
     const fn from_sas(sas: u32) -> Self {
         match sas & 0b11 {
             0b00 => Self::Byte,
@@ -146,7 +146,7 @@ pub struct DataAbort {
     pub ipa: u64,
     /// `FAR_EL2`: the faulting virtual address, UNKNOWN if [`Self::far_valid`] is false.
     pub far: u64,
-    /// `DFSC` (ISS[5:0]): the fault status code, e.g. 0b0001LL translation fault at level LL.
+    /// `DFSC` (ISS\[5:0\]): the fault status code, e.g. 0b0001LL translation fault at level LL.
     pub dfsc: u8,
     /// `WnR`: the access was a write (for cache maintenance this is 1; see [`Self::cache_maintenance`]).
     pub write: bool,
@@ -180,7 +180,7 @@ pub struct SysRegAccess {
 }
 
 impl SysRegAccess {
-    /// The register's encoding packed as `op0:op1:CRn:CRm:op2` in bits [15:0], matching
+    /// The register's encoding packed as `op0:op1:CRn:CRm:op2` in bits \[15:0\], matching
     /// [`sysreg_encoding`], for comparing against named constants.
     pub const fn encoding(&self) -> u16 {
         sysreg_encoding(self.op0, self.op1, self.crn, self.crm, self.op2)
@@ -220,7 +220,7 @@ pub enum Exit {
     /// EC 0x18.
     SysReg(SysRegAccess),
     /// Every other class (EC 0x00 unknown, FP/SVE traps, BRK, AArch32 classes, aborts taken
-    /// from EL2 itself, ...). `iss` is `ESR_EL2.ISS` (bits [24:0]).
+    /// from EL2 itself, ...). `iss` is `ESR_EL2.ISS` (bits \[24:0\]).
     Other { ec: u8, iss: u32 },
 }
 
@@ -248,7 +248,7 @@ pub fn decode(esr: u64, far: u64, hpfar: u64) -> Exit {
     }
 }
 
-/// `HPFAR_EL2.FIPA` gives IPA[51:12]; the page offset comes from `FAR_EL2[11:0]`.
+/// `HPFAR_EL2.FIPA` gives IPA\[51:12\]; the page offset comes from `FAR_EL2[11:0]`.
 fn fault_ipa(far: u64, hpfar: u64) -> u64 {
     (((hpfar >> HPFAR_FIPA_SHIFT) & HPFAR_FIPA_MASK) << 12) | (far & PAGE_OFFSET_MASK)
 }
@@ -277,7 +277,7 @@ fn decode_data_abort(iss: u32, ipa: u64, far: u64) -> DataAbort {
     }
 }
 
-/// EC 0x18 ISS: Op0[21:20] Op2[19:17] Op1[16:14] CRn[13:10] Rt[9:5] CRm[4:1] Direction[0].
+/// EC 0x18 ISS: Op0\[21:20\] Op2\[19:17\] Op1\[16:14\] CRn\[13:10\] Rt\[9:5\] CRm\[4:1\] Direction\[0\].
 fn decode_sysreg(iss: u32) -> SysRegAccess {
     SysRegAccess {
         op0: ((iss >> 20) & 0b11) as u8,

@@ -55,7 +55,7 @@ pub mod ret {
     pub const INVALID_ADDRESS: u64 = -9i64 as u64;
 }
 
-/// PSCI 1.1: major 1 in [31:16], minor 1 in [15:0] (DEN0022D, PSCI_VERSION).
+/// PSCI 1.1: major 1 in \[31:16\], minor 1 in \[15:0\] (DEN0022D, PSCI_VERSION).
 pub const PSCI_VERSION_1_1: u64 = 0x0001_0001;
 /// SMCCC 1.1, same layout (DEN0028, SMCCC_VERSION).
 pub const SMCCC_VERSION_1_1: u64 = 0x0001_0001;
@@ -143,7 +143,7 @@ const fn is_smc64(function: u32) -> bool {
 }
 
 /// Decides a PSCI or SMCCC architecture call. The Function Identifier is `w0` (DEN0028, "Function Identifiers"):
-/// bits [63:32] of `x0` are ignored; the arguments of an SMC32 call are `w1..w3`.
+/// bits \[63:32\] of `x0` are ignored; the arguments of an SMC32 call are `w1..w3`.
 pub fn handle(call: SmcccCall, vm: &impl VmView) -> Outcome {
     let [x0, x1, x2, x3] = call.x;
     let function = x0 as u32;

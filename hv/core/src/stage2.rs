@@ -22,7 +22,7 @@ pub const BLOCK_SIZE: u64 = 2 << 20;
 pub const IPA_BITS: u32 = 39;
 /// One past the highest IPA the tables can map.
 pub const IPA_LIMIT: u64 = 1 << IPA_BITS;
-/// One past the highest PA a descriptor can hold: the output address is OA[47:12] without
+/// One past the highest PA a descriptor can hold: the output address is OA\[47:12\] without
 /// FEAT_LPA2 (DDI 0487 D8.3.1).
 pub const PA_LIMIT: u64 = 1 << 48;
 
@@ -35,17 +35,17 @@ const LEVEL3_SHIFT: u32 = 12;
 const DESC_VALID: u64 = 1 << 0;
 /// Bit 1: at levels 1-2, 1 = table and 0 = block; at level 3, 1 = page (0 is reserved).
 const DESC_TABLE_OR_PAGE: u64 = 1 << 1;
-/// OA / next-level table address, bits [47:12].
+/// OA / next-level table address, bits \[47:12\].
 const DESC_ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 const MEMATTR_SHIFT: u32 = 2;
 const S2AP_SHIFT: u32 = 6;
 const SH_SHIFT: u32 = 8;
 const DESC_AF: u64 = 1 << 10;
-/// XN[1:0] at bits [54:53]: 0b10 = execute-never at EL1 and EL0 (D8.5, with or without
+/// XN\[1:0\] at bits \[54:53\]: 0b10 = execute-never at EL1 and EL0 (D8.5, with or without
 /// FEAT_XNX).
 const DESC_XN: u64 = 0b10 << 53;
 
-/// Stage-2 MemAttr[3:0] with `HCR_EL2.FWB` = 0 (DDI 0487 D8.5): [3:2] outer, [1:0] inner;
+/// Stage-2 MemAttr\[3:0\] with `HCR_EL2.FWB` = 0 (DDI 0487 D8.5): \[3:2\] outer, \[1:0\] inner;
 /// 0b11 write-back for both.
 const MEMATTR_NORMAL_WB: u64 = 0b1111;
 /// Stage-2 MemAttr 0b0001: Device-nGnRE.
@@ -440,10 +440,10 @@ pub fn vtcr_el2(parange: u8) -> u64 {
         | VTCR_T0SZ
 }
 
-/// `VTTBR_EL2`: VMID[55:48] (8 bits, as `VTCR_EL2.VS` = 0), BADDR[47:1] = the root table,
-/// CnP[0] = 0.
+/// `VTTBR_EL2`: VMID\[55:48\] (8 bits, as `VTCR_EL2.VS` = 0), BADDR\[47:1\] = the root table,
+/// CnP\[0\] = 0.
 ///
-/// `vmid` is a `u8` because with VS = 0 VMID[15:8] are RES0: a wider type would let two VMs
+/// `vmid` is a `u8` because with VS = 0 VMID\[15:8\] are RES0: a wider type would let two VMs
 /// that differ only above bit 7 share TLB entries.
 pub fn vttbr_el2(root_pa: u64, vmid: u8) -> u64 {
     (u64::from(vmid) << 48) | (root_pa & DESC_ADDR_MASK)

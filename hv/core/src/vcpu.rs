@@ -3,7 +3,7 @@
 /// `MPIDR_EL1` bit 31 is RES1 (DDI 0487, `MPIDR_EL1`).
 const MPIDR_RES1: u64 = 1 << 31;
 
-/// The affinity fields of `MPIDR_EL1`: Aff3[39:32], Aff2[23:16], Aff1[15:8], Aff0[7:0]. PSCI
+/// The affinity fields of `MPIDR_EL1`: Aff3\[39:32\], Aff2\[23:16\], Aff1\[15:8\], Aff0\[7:0\]. PSCI
 /// `target_cpu` arguments carry exactly these bits (DEN0022D, CPU_ON); [`crate::psci::VmView`]
 /// lookups are by `vmpidr(i) & MPIDR_AFFINITY_MASK`.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
@@ -53,8 +53,8 @@ pub const SPSR_MASK_DAIF: u64 = 0b1111 << 6;
 pub const RESET_SPSR_EL2: u64 = SPSR_MASK_DAIF | SPSR_EL1H;
 
 /// `SCTLR_EL1` at reset: MMU, caches and alignment checks off (M, C, I, A = 0), with the bits
-/// that are RES1 in Armv8.0 set: EOS[11], TSCXT[20], EIS[22], SPAN[23], nTLSMD[28] and
-/// LSMAOE[29] (DDI 0487, `SCTLR_EL1`). EE = 0: little-endian.
+/// that are RES1 in Armv8.0 set: EOS\[11\], TSCXT\[20\], EIS\[22\], SPAN\[23\], nTLSMD\[28\] and
+/// LSMAOE\[29\] (DDI 0487, `SCTLR_EL1`). EE = 0: little-endian.
 pub const RESET_SCTLR_EL1: u64 =
     (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
 
