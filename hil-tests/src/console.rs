@@ -1,0 +1,359 @@
+//! The console as a growing list of timestamped lines, fed by a reader thread and waited on by
+//! tests.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// How many lines a failure message shows.
+const TAIL_LINES: usize = 40;
+
+/// One console line, without its line ending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Time since the target was started.
+    pub at: Duration,
+    pub text: String,
+}
+
+impl Line {
+    /// The mux tag and the text after it: `[alpha] pong alpha` → `("alpha", "pong alpha")`.
+    pub fn tag(&self) -> Option<(&str, &str)> {
+        split_tag(&self.text)
+    }
+
+    /// Tagged `[vm]` and containing `pattern` after the tag.
+    pub fn is_from(&self, vm: &str, pattern: &str) -> bool {
+        matches!(self.tag(), Some((tag, text)) if tag == vm && text.contains(pattern))
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:>8.3}] {}", self.at.as_secs_f64(), self.text)
+    }
+}
+
+/// Splits a console-mux line `[<tag>] <text>` (one space after `]` is dropped if present).
+/// `None` when the line has no tag, or the tag is empty or contains whitespace or brackets.
+pub fn split_tag(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix('[')?;
+    let end = rest.find(']')?;
+    let tag = &rest[..end];
+    if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c == '[') {
+        return None;
+    }
+    let text = &rest[end + 1..];
+    Some((tag, text.strip_prefix(' ').unwrap_or(text)))
+}
+
+#[derive(Debug)]
+struct State {
+    lines: Vec<Line>,
+    /// Bytes after the last `\n`.
+    partial: Vec<u8>,
+    /// The byte stream ended (the target stopped or was killed).
+    closed: bool,
+    /// Expectations look at `lines[mark..]`.
+    mark: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    started: Instant,
+    /// Where the target's own diagnostics go (QEMU's stderr), for failure messages.
+    stderr: Option<PathBuf>,
+}
+
+/// A shareable, thread-safe console log. Clones share the same lines.
+#[derive(Debug, Clone)]
+pub struct ConsoleLog {
+    shared: Arc<Shared>,
+}
+
+impl ConsoleLog {
+    /// An empty log whose timestamps count from now.
+    pub fn new(stderr: Option<PathBuf>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State { lines: Vec::new(), partial: Vec::new(), closed: false, mark: 0 }),
+                changed: Condvar::new(),
+                started: Instant::now(),
+                stderr,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves only whole lines behind; keep going.
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds received bytes: complete lines (split at `\n`, every `\r` removed) are appended.
+    pub fn push_bytes(&self, bytes: &[u8]) {
+        let at = self.shared.started.elapsed();
+        let mut state = self.state();
+        let mut added = false;
+        for &byte in bytes {
+            match byte {
+                b'\n' => {
+                    let text = String::from_utf8_lossy(&state.partial).into_owned();
+                    state.partial.clear();
+                    if echo_enabled() {
+                        eprintln!("console {}", Line { at, text: text.clone() });
+                    }
+                    state.lines.push(Line { at, text });
+                    added = true;
+                }
+                b'\r' => {}
+                _ => state.partial.push(byte),
+            }
+        }
+        drop(state);
+        if added {
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// The stream ended; a pending partial line becomes a last line.
+    pub fn close(&self) {
+        let at = self.shared.started.elapsed();
+        let mut state = self.state();
+        if !state.partial.is_empty() {
+            let text = String::from_utf8_lossy(&state.partial).into_owned();
+            state.partial.clear();
+            state.lines.push(Line { at, text });
+        }
+        state.closed = true;
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Sets the mark to the end of the log and returns it.
+    pub fn mark(&self) -> usize {
+        let mut state = self.state();
+        state.mark = state.lines.len();
+        state.mark
+    }
+
+    /// Sets the mark to line `index` (from an earlier [`ConsoleLog::mark`] or 0).
+    pub fn set_mark(&self, index: usize) {
+        self.state().mark = index;
+    }
+
+    pub fn lines(&self) -> Vec<Line> {
+        self.state().lines.clone()
+    }
+
+    pub fn lines_since(&self, index: usize) -> Vec<Line> {
+        self.state().lines.get(index..).unwrap_or_default().to_vec()
+    }
+
+    /// The last `count` lines.
+    pub fn tail(&self, count: usize) -> Vec<Line> {
+        let state = self.state();
+        state.lines[state.lines.len().saturating_sub(count)..].to_vec()
+    }
+
+    /// Waits until `check` finds something in the lines since the mark. Fails after `timeout`,
+    /// or at once when the stream has ended without a match.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&[Line]) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state();
+        loop {
+            let since = state.mark.min(state.lines.len());
+            if let Some(found) = check(&state.lines[since..]) {
+                return Ok(found);
+            }
+            let now = Instant::now();
+            if state.closed || now >= deadline {
+                let exited = state.closed;
+                drop(state);
+                return Err(Error::Timeout {
+                    what: what.to_string(),
+                    waited: timeout,
+                    exited,
+                    tail: self.tail(TAIL_LINES),
+                    stderr: self.stderr_tail(),
+                });
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// The first line since the mark containing `pattern`.
+    pub fn expect_line(&self, pattern: &str, timeout: Duration) -> Result<String> {
+        self.wait_for(&format!("containing {pattern:?}"), timeout, |lines| {
+            lines.iter().find(|line| line.text.contains(pattern)).map(|line| line.text.clone())
+        })
+    }
+
+    /// The first line since the mark tagged `[vm]` whose text contains `pattern`.
+    pub fn expect_line_from(&self, vm: &str, pattern: &str, timeout: Duration) -> Result<String> {
+        self.wait_for(&format!("from [{vm}] containing {pattern:?}"), timeout, |lines| {
+            lines.iter().find(|line| line.is_from(vm, pattern)).map(|line| line.text.clone())
+        })
+    }
+
+    /// Waits for `count` lines since the mark tagged `[vm]` containing `pattern`.
+    pub fn expect_count_from(
+        &self,
+        vm: &str,
+        pattern: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        self.wait_for(&format!("×{count} from [{vm}] containing {pattern:?}"), timeout, |lines| {
+            let found: Vec<String> = lines
+                .iter()
+                .filter(|line| line.is_from(vm, pattern))
+                .map(|line| line.text.clone())
+                .collect();
+            (found.len() >= count).then_some(found)
+        })
+    }
+
+    /// Fails if any line since `index` is tagged `[vm]` and contains `pattern`.
+    pub fn assert_absent_from(&self, vm: &str, pattern: &str, index: usize) -> Result<()> {
+        match self.lines_since(index).into_iter().find(|line| line.is_from(vm, pattern)) {
+            None => Ok(()),
+            Some(line) => Err(Error::Unexpected {
+                what: format!("[{vm}] must not print {pattern:?} here"),
+                line,
+                tail: self.tail(TAIL_LINES),
+            }),
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        let Some(path) = &self.shared.stderr else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        if !tail.is_empty() {
+            tail.push('\n');
+        }
+        tail
+    }
+}
+
+/// `TESSERA_HIL_VERBOSE=1` echoes every console line to stderr as it arrives.
+fn echo_enabled() -> bool {
+    std::env::var_os("TESSERA_HIL_VERBOSE").is_some_and(|v| v != "0")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    fn texts(log: &ConsoleLog) -> Vec<String> {
+        log.lines().into_iter().map(|line| line.text).collect()
+    }
+
+    #[test]
+    fn splits_lines_and_strips_cr_across_chunks() {
+        let log = ConsoleLog::new(None);
+        log.push_bytes(b"[alpha] hel");
+        log.push_bytes(b"lo\r");
+        log.push_bytes(b"\n[beta] x\r\n\r\n[alpha] alpha> pi");
+        assert_eq!(texts(&log), ["[alpha] hello", "[beta] x", ""]);
+        log.push_bytes(b"ng\r\n");
+        assert_eq!(texts(&log).last().unwrap(), "[alpha] alpha> ping");
+        log.push_bytes(b"tail without newline");
+        assert_eq!(log.lines().len(), 4);
+        log.close();
+        assert_eq!(texts(&log).last().unwrap(), "tail without newline");
+        assert!(log.is_closed());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let log = ConsoleLog::new(None);
+        log.push_bytes(b"a\xffb\n");
+        assert_eq!(texts(&log), ["a\u{fffd}b"]);
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(split_tag("[alpha] pong alpha"), Some(("alpha", "pong alpha")));
+        assert_eq!(split_tag("[mux] input -> beta"), Some(("mux", "input -> beta")));
+        assert_eq!(split_tag("[beta]"), Some(("beta", "")));
+        assert_eq!(split_tag("[beta]x"), Some(("beta", "x")));
+        assert_eq!(split_tag("[beta]  two"), Some(("beta", " two")));
+        assert_eq!(split_tag("[] x"), None);
+        assert_eq!(split_tag("[a b] x"), None);
+        assert_eq!(split_tag("[[a] x"), None);
+        assert_eq!(split_tag("alpha] x"), None);
+        assert_eq!(split_tag("[alpha x"), None);
+        assert_eq!(split_tag(" [alpha] x"), None);
+    }
+
+    #[test]
+    fn expectations_respect_the_mark() {
+        let log = ConsoleLog::new(None);
+        log.push_bytes(b"[alpha] pong alpha\n[beta] beta: heartbeat 1\n");
+        let short = Duration::from_millis(10);
+        assert!(log.expect_line_from("alpha", "pong", short).is_ok());
+        assert!(log.expect_line_from("beta", "pong", short).is_err());
+        assert!(log.expect_line("heartbeat 1", short).is_ok());
+        let mark = log.mark();
+        assert_eq!(mark, 2);
+        assert!(log.expect_line_from("alpha", "pong", short).is_err());
+        assert!(log.assert_absent_from("alpha", "pong", mark).is_ok());
+        assert!(log.assert_absent_from("alpha", "pong", 0).is_err());
+        log.set_mark(0);
+        assert_eq!(log.expect_count_from("beta", "heartbeat", 1, short).unwrap().len(), 1);
+        assert!(log.expect_count_from("beta", "heartbeat", 2, short).is_err());
+    }
+
+    #[test]
+    fn waiting_sees_lines_from_another_thread() {
+        let log = ConsoleLog::new(None);
+        let writer = log.clone();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            writer.push_bytes(b"[beta] beta: heartbeat 1\n");
+        });
+        let line = log.expect_line_from("beta", "heartbeat", Duration::from_secs(5)).unwrap();
+        assert_eq!(line, "[beta] beta: heartbeat 1");
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn failure_shows_the_tail_and_ends_early_when_closed() {
+        let log = ConsoleLog::new(None);
+        for i in 0..50 {
+            log.push_bytes(format!("line {i}\n").as_bytes());
+        }
+        log.close();
+        let started = Instant::now();
+        let error = log.expect_line("never", Duration::from_secs(30)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let message = error.to_string();
+        assert!(message.contains("the target stopped"), "{message}");
+        assert!(message.contains("line 49") && message.contains("line 10"), "{message}");
+        assert!(!message.contains("line 9\n"), "{message}");
+    }
+}
