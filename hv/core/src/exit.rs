@@ -54,68 +54,25 @@ const HPFAR_FIPA_SHIFT: u32 = 4;
 const HPFAR_FIPA_MASK: u64 = (1 << 40) - 1;
 const PAGE_OFFSET_MASK: u64 = 0xfff;
 
-/// The size of a single memory access, from a Data Abort's `SAS` field.
-///
-/// Tessera's own copy until `tessera_vdev::mmio::Width` exists; the two have the same variants
-/// and will be reconciled into one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum AccessWidth {
-    Byte,
-    Half,
-    Word,
-    Double,
-}
+pub use tessera_vdev::mmio::Width;
 
-impl AccessWidth {
-    /// `SAS` (ISS\[23:22\]): 0b00 byte, 0b01 halfword, 0b10 word, 0b11 doubleword.
-    const fn from_sas(sas: u32) -> Self {
-        match sas & 0b11 {
-            0b00 => Self::Byte,
-            0b01 => Self::Half,
-            0b10 => Self::Word,
-            _ => Self::Double,
-        }
-    }
-
-    /// The access size in bytes.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            Self::Byte => 1,
-            Self::Half => 2,
-            Self::Word => 4,
-            Self::Double => 8,
-        }
-    }
-
-    /// The access size in bits.
-    pub const fn bits(self) -> u32 {
-        match self {
-            Self::Byte => 8,
-            Self::Half => 16,
-            Self::Word => 32,
-            Self::Double => 64,
-        }
-    }
-
-    /// A mask of the low [`Self::bits`] bits.
-    pub const fn mask(self) -> u64 {
-        match self {
-            Self::Byte => 0xff,
-            Self::Half => 0xffff,
-            Self::Word => 0xffff_ffff,
-            Self::Double => u64::MAX,
-        }
+/// `SAS` (ISS\[23:22\]): 0b00 byte, 0b01 halfword, 0b10 word, 0b11 doubleword.
+const fn width_from_sas(sas: u32) -> Width {
+    match sas & 0b11 {
+        0b00 => Width::Byte,
+        0b01 => Width::Half,
+        0b10 => Width::Word,
+        _ => Width::Double,
     }
 }
 
 /// A single load or store that the syndrome describes completely (`ISV` = 1), so the
 /// hypervisor can emulate it without reading the guest's instruction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MmioAccess {
     /// `SAS`: the access size.
-    pub width: AccessWidth,
+    pub width: Width,
     /// `WnR`: a store if true.
     pub write: bool,
     /// `SRT`: the transfer register, 0..=30; 31 is the zero register (`XZR`/`WZR`): a load to it
@@ -137,7 +94,7 @@ impl MmioAccess {
 }
 
 /// A Data Abort from EL1 or EL0 (EC 0x24).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DataAbort {
     /// The faulting IPA: `HPFAR_EL2.FIPA` for the page, `FAR_EL2[11:0]` for the offset.
@@ -165,7 +122,7 @@ pub struct DataAbort {
 }
 
 /// A trapped MSR, MRS or System instruction (EC 0x18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SysRegAccess {
     pub op0: u8,
@@ -197,7 +154,7 @@ pub const fn sysreg_encoding(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> u16
 }
 
 /// Why the guest left, decoded from the syndrome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Exit {
     /// EC 0x24.
@@ -257,7 +214,7 @@ fn decode_data_abort(iss: u32, ipa: u64, far: u64) -> DataAbort {
     let write = iss & DABT_WNR != 0;
     let cache_maintenance = iss & DABT_CM != 0;
     let access = (iss & DABT_ISV != 0 && !cache_maintenance).then(|| MmioAccess {
-        width: AccessWidth::from_sas(iss >> DABT_SAS_SHIFT),
+        width: width_from_sas(iss >> DABT_SAS_SHIFT),
         write,
         reg: ((iss >> DABT_SRT_SHIFT) & 0x1f) as u8,
         sign_extend: iss & DABT_SSE != 0,
@@ -298,8 +255,9 @@ fn decode_sysreg(iss: u32) -> SysRegAccess {
 pub fn mmio_read_result(access: &MmioAccess, raw: u64) -> u64 {
     let width = access.width;
     let value = raw & width.mask();
-    let extended = if access.sign_extend && width.bits() < 64 {
-        let shift = 64 - width.bits();
+    let bits = width.bytes() * 8;
+    let extended = if access.sign_extend && bits < 64 {
+        let shift = 64 - bits;
         (((value << shift) as i64) >> shift) as u64
     } else {
         value
@@ -338,31 +296,23 @@ mod tests {
 
     /// (ESR_EL2, width, write, reg, sign_extend, sixty_four, dfsc). The first four were
     /// recorded from guests on QEMU; the rest are assembled by hand from the ISS layout.
-    const RECORDED: &[(u64, AccessWidth, bool, u8, bool, bool, u8)] = &[
+    const RECORDED: &[(u64, Width, bool, u8, bool, bool, u8)] = &[
         // str w11, [x1]
-        (0x938b_0045, AccessWidth::Word, true, 11, false, false, 0x05),
+        (0x938b_0045, Width::Word, true, 11, false, false, 0x05),
         // strb w9, [x1]
-        (0x9309_0045, AccessWidth::Byte, true, 9, false, false, 0x05),
+        (0x9309_0045, Width::Byte, true, 9, false, false, 0x05),
         // strh w8, [x1]
-        (0x9348_0045, AccessWidth::Half, true, 8, false, false, 0x05),
+        (0x9348_0045, Width::Half, true, 8, false, false, 0x05),
         // ldr w0, [x1]
-        (0x9380_0005, AccessWidth::Word, false, 0, false, false, 0x05),
+        (0x9380_0005, Width::Word, false, 0, false, false, 0x05),
         // ldr x3, [x2] with a level-3 translation fault
-        (
-            0x93c3_8007,
-            AccessWidth::Double,
-            false,
-            3,
-            false,
-            true,
-            0x07,
-        ),
+        (0x93c3_8007, Width::Double, false, 3, false, true, 0x07),
         // ldrsb x5, [x1]: SSE=1, SF=1
-        (0x9325_8006, AccessWidth::Byte, false, 5, true, true, 0x06),
+        (0x9325_8006, Width::Byte, false, 5, true, true, 0x06),
         // stlr w2, [x0]: AR=1
-        (0x9382_4047, AccessWidth::Word, true, 2, false, false, 0x07),
+        (0x9382_4047, Width::Word, true, 2, false, false, 0x07),
         // str wzr, [x1]
-        (0x939f_0046, AccessWidth::Word, true, 31, false, false, 0x06),
+        (0x939f_0046, Width::Word, true, 31, false, false, 0x06),
     ];
 
     #[test]
@@ -520,7 +470,7 @@ mod tests {
     fn read_results() {
         let mut a = access(0x9380_0005); // ldr w0: Word, no SSE, SF=0
         assert_eq!(mmio_read_result(&a, 0xdead_beef_8765_4321), 0x8765_4321);
-        a.width = AccessWidth::Byte;
+        a.width = Width::Byte;
         assert_eq!(mmio_read_result(&a, 0x1ff), 0xff);
         // ldrsb w0: sign-extend to 32 bits only.
         a.sign_extend = true;
@@ -530,16 +480,16 @@ mod tests {
         a.sixty_four = true;
         assert_eq!(mmio_read_result(&a, 0x80), 0xffff_ffff_ffff_ff80);
         // ldrsh x0 / ldrsw x0.
-        a.width = AccessWidth::Half;
+        a.width = Width::Half;
         assert_eq!(mmio_read_result(&a, 0x1_8000), 0xffff_ffff_ffff_8000);
-        a.width = AccessWidth::Word;
+        a.width = Width::Word;
         assert_eq!(mmio_read_result(&a, 0x8000_0000), 0xffff_ffff_8000_0000);
         // ldr x0: the full doubleword.
         a.sign_extend = false;
-        a.width = AccessWidth::Double;
+        a.width = Width::Double;
         assert_eq!(mmio_read_result(&a, u64::MAX - 1), u64::MAX - 1);
         // ldrh w0 of a value with bit 15 set, no SSE: zero-extended.
-        a.width = AccessWidth::Half;
+        a.width = Width::Half;
         a.sixty_four = false;
         assert_eq!(mmio_read_result(&a, 0xffff_8000), 0x8000);
     }
@@ -553,7 +503,7 @@ mod tests {
         assert_eq!(mmio_write_value(&access(0x9309_0045), 0x1234), 0x34);
         assert_eq!(mmio_write_value(&access(0x9348_0045), 0x12_3456), 0x3456);
         let mut d = access(0x9348_0045);
-        d.width = AccessWidth::Double;
+        d.width = Width::Double;
         assert_eq!(mmio_write_value(&d, u64::MAX), u64::MAX);
     }
 
