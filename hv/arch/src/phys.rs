@@ -1,0 +1,78 @@
+//! Writing guest memory by physical address (EL2 maps RAM 1:1), for loading images and
+//! scrubbing. The hypervisor's own image is never a valid target.
+
+/// Why a physical write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum PhysError {
+    /// The range wraps around the address space.
+    Overflow,
+    /// The range overlaps the hypervisor's own image, BSS or stacks.
+    Hypervisor,
+}
+
+fn check(pa: u64, len: u64, hv: (u64, u64)) -> Result<(), PhysError> {
+    let end = pa.checked_add(len).ok_or(PhysError::Overflow)?;
+    if len != 0 && pa < hv.1 && hv.0 < end {
+        return Err(PhysError::Hypervisor);
+    }
+    Ok(())
+}
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn hypervisor_range() -> (u64, u64) {
+    unsafe extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
+}
+
+/// Copies `data` to physical address `pa` and cleans it to the point of coherency (a guest
+/// starts with its MMU and caches off).
+///
+/// The caller passes VM RAM from the validated system tables; this function refuses any
+/// range that touches the hypervisor itself.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub fn copy_to(pa: u64, data: &[u8]) -> Result<(), PhysError> {
+    check(pa, data.len() as u64, hypervisor_range())?;
+    // SAFETY: EL2 maps all RAM 1:1 as Normal memory; the range does not wrap and does not
+    // overlap anything Rust owns (the image, BSS, stacks), so no reference aliases it.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) };
+    crate::cache::clean_dcache_range(pa, data.len() as u64);
+    Ok(())
+}
+
+/// Zeroes `len` bytes at physical address `pa` and cleans them to the point of coherency.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub fn zero(pa: u64, len: u64) -> Result<(), PhysError> {
+    check(pa, len, hypervisor_range())?;
+    // SAFETY: as in `copy_to`.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) };
+    crate::cache::clean_dcache_range(pa, len);
+    Ok(())
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+pub fn copy_to(_pa: u64, _data: &[u8]) -> Result<(), PhysError> {
+    unimplemented!("host build")
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+pub fn zero(_pa: u64, _len: u64) -> Result<(), PhysError> {
+    unimplemented!("host build")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_the_hypervisor_and_wrapping_ranges() {
+        let hv = (0x4020_0000, 0x4060_0000);
+        assert_eq!(check(0x4200_0000, 0x1000, hv), Ok(()));
+        assert_eq!(check(0x4000_0000, 0x20_1000, hv), Err(PhysError::Hypervisor));
+        assert_eq!(check(0x405f_f000, 1, hv), Err(PhysError::Hypervisor));
+        assert_eq!(check(0x4060_0000, 0x1000, hv), Ok(()));
+        assert_eq!(check(u64::MAX, 2, hv), Err(PhysError::Overflow));
+    }
+}

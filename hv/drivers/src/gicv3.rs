@@ -1,0 +1,198 @@
+//! The physical GICv3 distributor and redistributors (IHI 0069H), as the hypervisor uses
+//! them for its own interrupts: the console UART's SPI and an SGI to kick other CPUs.
+//! Tessera runs the GIC with affinity routing on and everything in Group 1 (non-secure).
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+
+use crate::POLL_LIMIT;
+
+register_structs! {
+    /// Distributor (GICD_*) frame, IHI 0069H 12.9.
+    GicdRegisters {
+        (0x0000 => ctlr: ReadWrite<u32>),
+        (0x0004 => typer: ReadOnly<u32>),
+        (0x0008 => iidr: ReadOnly<u32>),
+        (0x000c => _reserved0),
+        (0x0080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x0100 => isenabler: [ReadWrite<u32>; 32]),
+        (0x0180 => icenabler: [ReadWrite<u32>; 32]),
+        (0x0200 => ispendr: [ReadWrite<u32>; 32]),
+        (0x0280 => icpendr: [ReadWrite<u32>; 32]),
+        (0x0300 => isactiver: [ReadWrite<u32>; 32]),
+        (0x0380 => icactiver: [ReadWrite<u32>; 32]),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 1024]),
+        (0x0800 => _reserved1),
+        (0x0c00 => icfgr: [ReadWrite<u32>; 64]),
+        (0x0d00 => _reserved2),
+        (0x6000 => irouter: [ReadWrite<u64>; 1024]),
+        (0x8000 => @END),
+    }
+}
+
+register_structs! {
+    /// Redistributor control frame (RD_base), IHI 0069H 12.10.
+    GicrRdRegisters {
+        (0x0000 => ctlr: ReadWrite<u32>),
+        (0x0004 => iidr: ReadOnly<u32>),
+        (0x0008 => typer: ReadOnly<u64>),
+        (0x0010 => statusr: ReadWrite<u32>),
+        (0x0014 => waker: ReadWrite<u32>),
+        (0x0018 => @END),
+    }
+}
+
+register_structs! {
+    /// Redistributor SGI/PPI frame (SGI_base = RD_base + 64 KiB), IHI 0069H 12.10.
+    GicrSgiRegisters {
+        (0x0000 => _reserved0),
+        (0x0080 => igroupr0: ReadWrite<u32>),
+        (0x0084 => _reserved1),
+        (0x0100 => isenabler0: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        (0x0180 => icenabler0: ReadWrite<u32>),
+        (0x0184 => _reserved3),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 32]),
+        (0x0420 => @END),
+    }
+}
+
+/// GICD_CTLR bits (IHI 0069H 12.9.4): Group 1 enable (bit 1), affinity routing (bit 4),
+/// register write pending (bit 31).
+const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
+const GICD_CTLR_ARE: u32 = 1 << 4;
+const GICD_CTLR_RWP: u32 = 1 << 31;
+/// GICR_WAKER (12.10.26): ProcessorSleep (bit 1), ChildrenAsleep (bit 2).
+const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+/// GICR_TYPER.Last (12.10.22).
+const GICR_TYPER_LAST: u64 = 1 << 4;
+/// Offset of the SGI frame from RD_base.
+const SGI_FRAME: u64 = 0x1_0000;
+/// The priority the hypervisor gives its own interrupts (all equal: it never nests them).
+const PRIORITY: u8 = 0x80;
+
+/// Things that went wrong bringing the GIC up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GicError {
+    /// A register write did not complete within the poll limit.
+    Timeout,
+    /// No redistributor in the region has this CPU's affinity.
+    NoRedistributor { mpidr: u64 },
+}
+
+pub struct Distributor {
+    registers: &'static GicdRegisters,
+}
+
+// SAFETY: every access is a single volatile MMIO load or store, which cannot break memory
+// safety when CPUs share the driver. The read-modify-write in `enable_spi` is done by one CPU
+// at a time: the kernel calls it only from CPU 0 during bring-up.
+unsafe impl Sync for Distributor {}
+// SAFETY: as for `Sync`: moving the handle to another CPU moves only an address.
+unsafe impl Send for Distributor {}
+
+impl Distributor {
+    /// # Safety
+    /// `base` is the GICD frame, mapped as Device memory; only the hypervisor programs it.
+    pub const unsafe fn new(base: u64) -> Self {
+        // SAFETY: per the caller's contract.
+        Self { registers: unsafe { &*(base as *const GicdRegisters) } }
+    }
+
+    fn wait_for_rwp(&self) -> Result<(), GicError> {
+        for _ in 0..POLL_LIMIT {
+            if self.registers.ctlr.get() & GICD_CTLR_RWP == 0 {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(GicError::Timeout)
+    }
+
+    /// Disables and deconfigures every SPI, then enables affinity routing and Group 1.
+    pub fn init(&self) -> Result<(), GicError> {
+        self.registers.ctlr.set(0);
+        self.wait_for_rwp()?;
+        let lines = ((self.registers.typer.get() & 0x1f) as usize + 1) * 32;
+        for word in 1..lines.min(1024) / 32 {
+            self.registers.icenabler[word].set(u32::MAX);
+            self.registers.icpendr[word].set(u32::MAX);
+            self.registers.igroupr[word].set(u32::MAX);
+        }
+        self.wait_for_rwp()?;
+        self.registers.ctlr.set(GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1);
+        self.wait_for_rwp()
+    }
+
+    /// Routes SPI `intid` to the CPU with affinity `mpidr`, level-triggered, and enables it.
+    pub fn enable_spi(&self, intid: u32, mpidr: u64) -> Result<(), GicError> {
+        let n = intid as usize;
+        if !(32..1020).contains(&n) {
+            return Ok(());
+        }
+        self.registers.ipriorityr[n].set(PRIORITY);
+        let cfg = &self.registers.icfgr[n / 16];
+        cfg.set(cfg.get() & !(0b10 << ((n % 16) * 2)));
+        self.registers.irouter[n].set(mpidr & 0xff_00ff_ffff);
+        self.registers.isenabler[n / 32].set(1 << (n % 32));
+        self.wait_for_rwp()
+    }
+}
+
+pub struct Redistributor {
+    rd: &'static GicrRdRegisters,
+    sgi: &'static GicrSgiRegisters,
+}
+
+impl Redistributor {
+    /// Finds the redistributor whose affinity is `mpidr` in the region `[base, base + size)`.
+    ///
+    /// # Safety
+    /// The region is the GICR region, mapped as Device memory, with frames `stride` apart.
+    pub unsafe fn find(base: u64, size: u64, stride: u64, mpidr: u64) -> Result<Self, GicError> {
+        let wanted = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xff_ffff);
+        let mut frame = base;
+        while frame.saturating_add(stride) <= base.saturating_add(size) {
+            // SAFETY: `frame` is inside the GICR region per the caller's contract.
+            let rd = unsafe { &*(frame as *const GicrRdRegisters) };
+            let typer = rd.typer.get();
+            if typer >> 32 == wanted {
+                // SAFETY: the SGI frame follows RD_base in the same redistributor.
+                let sgi = unsafe { &*((frame + SGI_FRAME) as *const GicrSgiRegisters) };
+                return Ok(Self { rd, sgi });
+            }
+            if typer & GICR_TYPER_LAST != 0 {
+                break;
+            }
+            frame += stride;
+        }
+        Err(GicError::NoRedistributor { mpidr })
+    }
+
+    /// Wakes the redistributor and puts SGIs/PPIs in Group 1, all disabled but `sgis`.
+    pub fn init(&self, sgis: u16) -> Result<(), GicError> {
+        self.rd.waker.set(self.rd.waker.get() & !GICR_WAKER_PROCESSOR_SLEEP);
+        let mut awake = false;
+        for _ in 0..POLL_LIMIT {
+            if self.rd.waker.get() & GICR_WAKER_CHILDREN_ASLEEP == 0 {
+                awake = true;
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        if !awake {
+            return Err(GicError::Timeout);
+        }
+        self.sgi.icenabler0.set(u32::MAX);
+        self.sgi.igroupr0.set(u32::MAX);
+        for n in 0..16 {
+            if sgis & (1 << n) != 0 {
+                self.sgi.ipriorityr[n].set(PRIORITY);
+            }
+        }
+        self.sgi.isenabler0.set(sgis as u32);
+        Ok(())
+    }
+}

@@ -1,0 +1,457 @@
+//! Boot flow and each CPU's run loop under the null scheduler: one vCPU per physical CPU,
+//! no scheduler tick. A CPU waits (WFI) until its vCPU is started, runs it until it stops,
+//! and handles every exit in between.
+
+use core::sync::atomic::Ordering;
+
+use tessera_arch::guest::{ExitKind, GuestRegs};
+use tessera_arch::BootInfo;
+use tessera_config::{ExitAction, FaultPolicy, MemRange, Vm};
+use tessera_core::exit::{self, DataAbort, Exit};
+use tessera_core::psci::{self, Outcome, PowerState, SmcccCall, VmView};
+use tessera_core::stage2::{S2Attrs, Stage2, Table};
+use tessera_core::{inject, vcpu};
+
+use crate::vm::{VmState, MAX_VCPUS, MAX_VMS, VMS};
+use crate::{console, Platform, KICK_SGI};
+
+/// Stage-2 tables for every VM, handed out at boot. With 2 MiB blocks a VM needs a root
+/// table, one table per GiB of IPA space it uses, and one per unaligned 2 MiB piece.
+const STAGE2_TABLES: usize = 64;
+static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([const { Table([0; 512]) }; STAGE2_TABLES]);
+
+/// Bound on how long a restart waits for the VM's other CPUs to leave the guest.
+const LEAVE_GUEST_POLLS: u32 = 10_000_000;
+
+/// The primary CPU after the MMU is on: checks placement, programs the GIC, builds and loads
+/// every VM, starts the other CPUs, then becomes CPU 0's run loop.
+pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
+    let system = platform.system;
+    let image = MemRange::new(boot.load_base, boot.image_end.saturating_sub(boot.load_base));
+    if !system.hv_region.contains_range(&image) {
+        defmt::error!(
+            "image at {=u64:#x}..{=u64:#x} is outside the hypervisor region {=u64:#x}+{=u64:#x} the system was built for; halting",
+            boot.load_base, boot.image_end, system.hv_region.base, system.hv_region.size
+        );
+        tessera_arch::cpu::halt();
+    }
+    if system.vms.len() > MAX_VMS || system.vms.iter().any(|vm| vm.cpus.len() > MAX_VCPUS) {
+        defmt::error!("system has more VMs or vCPUs than this build supports; halting");
+        tessera_arch::cpu::halt();
+    }
+    if let Err(error) = tessera_config::validate(platform.board, system) {
+        defmt::error!("system tables fail validation ({=str}); halting", error_name(&error));
+        tessera_arch::cpu::halt();
+    }
+    if platform.gicd.init().is_err() {
+        defmt::error!("GIC distributor did not respond; halting");
+        tessera_arch::cpu::halt();
+    }
+    console::init(platform);
+    tessera_arch::cache::invalidate_guest_tlbs_all();
+
+    let mut pool = STAGE2_POOL.lock();
+    let mut next_table = 0;
+    for (index, vm) in system.vms.iter().enumerate() {
+        let tables = &mut pool[next_table..];
+        let pool_pa = tables.as_ptr() as u64;
+        match build_stage2(vm, tables, pool_pa) {
+            Ok((vttbr, used)) => {
+                next_table += used;
+                VMS[index].vttbr.store(vttbr, Ordering::Release);
+                start_vm(platform, index);
+            }
+            Err(reason) => defmt::error!("VM {=str}: stage 2 not built ({=str}); it will not run", vm.name, reason),
+        }
+    }
+    drop(pool);
+
+    let boot_cpu = tessera_arch::cpu::index();
+    for (cpu, desc) in platform.board.cpus.iter().enumerate() {
+        if cpu == boot_cpu {
+            continue;
+        }
+        let status = tessera_arch::smccc::cpu_on(conduit(platform), desc.mpidr, cpu);
+        if status != 0 {
+            let used_by = system.vms.iter().find(|vm| vm.cpus.contains(&(cpu as u32)));
+            match used_by {
+                Some(vm) => defmt::error!("CPU {=usize} did not start (PSCI {=i64}); VM {=str} cannot run on it", cpu, status, vm.name),
+                None => defmt::warn!("CPU {=usize} did not start (PSCI {=i64}); no VM uses it", cpu, status),
+            }
+        }
+    }
+    cpu_main(platform, boot_cpu)
+}
+
+fn conduit(platform: &Platform) -> tessera_arch::smccc::Conduit {
+    match platform.board.psci_conduit {
+        tessera_config::Conduit::Smc => tessera_arch::smccc::Conduit::Smc,
+        tessera_config::Conduit::Hvc => tessera_arch::smccc::Conduit::Hvc,
+    }
+}
+
+fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
+    use tessera_config::ConfigError as E;
+    match error {
+        E::BoardMismatch { .. } => "board mismatch",
+        E::NoVms => "no VMs",
+        E::TooManyVms { .. } => "too many VMs",
+        E::DuplicateVmName { .. } => "duplicate VM name",
+        E::BadVmid { .. } => "bad VMID",
+        E::NoCpus { .. } => "VM without CPUs",
+        E::CpuNotOnBoard { .. } => "CPU not on board",
+        E::CpuAssignedTwice { .. } => "CPU assigned twice",
+        E::NoMemory { .. } => "VM without memory",
+        E::BadMemoryRegion { .. } => "bad memory region",
+        E::MemoryNotPageAligned { .. } => "memory not page aligned",
+        E::MemoryOutsideRam { .. } => "memory outside RAM",
+        E::MemoryInHypervisor { .. } => "memory inside the hypervisor",
+        E::MemoryOverlap { .. } => "memory overlap",
+        E::IpaOverlap { .. } => "IPA overlap",
+        E::HypervisorRegionInvalid { .. } => "hypervisor region invalid",
+        E::ImageOutsideMemory { .. } => "image outside memory",
+        E::ImageTooLarge { .. } => "image too large",
+        E::EntryOutsideImage { .. } => "entry outside image",
+        E::DtbPlacement { .. } => "DTB placement",
+    }
+}
+
+/// Builds `vm`'s stage 2 into `tables` (whose first table is at `pool_pa`): its RAM, Normal
+/// memory. The console frame stays unmapped so every access traps. Returns VTTBR_EL2 and the
+/// number of tables used.
+fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64, usize), &'static str> {
+    let mut stage2 = Stage2::new(tables, pool_pa).map_err(|_| "no stage-2 tables left")?;
+    for region in vm.memory {
+        stage2
+            .map(region.ipa, region.pa, region.size, S2Attrs::NormalRwx)
+            .map_err(|_| "memory region cannot be mapped")?;
+    }
+    Ok((tessera_core::stage2::vttbr_el2(stage2.root_pa(), vm.vmid as u8), stage2.tables_used()))
+}
+
+/// The host-physical range behind `len` bytes at `ipa`, if they lie in one RAM region.
+fn ipa_to_pa(vm: &Vm<'_>, ipa: u64, len: u64) -> Option<u64> {
+    let wanted = MemRange::new(ipa, len);
+    vm.memory
+        .iter()
+        .find(|region| region.ipa_range().contains_range(&wanted))
+        .map(|region| region.pa + (ipa - region.ipa))
+}
+
+/// Scrubs the VM's RAM and copies its image and DTB from the pristine copies in the image.
+fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
+    for region in vm.memory {
+        tessera_arch::phys::zero(region.pa, region.size).map_err(|_| "RAM refused")?;
+    }
+    let image_pa = ipa_to_pa(vm, vm.image.load_ipa, vm.image.bytes.len() as u64).ok_or("image outside RAM")?;
+    tessera_arch::phys::copy_to(image_pa, vm.image.bytes).map_err(|_| "image refused")?;
+    let dtb_pa = ipa_to_pa(vm, vm.dtb_ipa, vm.dtb.len() as u64).ok_or("DTB outside RAM")?;
+    tessera_arch::phys::copy_to(dtb_pa, vm.dtb).map_err(|_| "DTB refused")?;
+    tessera_arch::cache::invalidate_icache_all();
+    Ok(())
+}
+
+/// Loads VM `index` from its pristine image and starts its boot vCPU.
+fn start_vm(platform: &Platform, index: usize) {
+    let vm = &platform.system.vms[index];
+    let runtime = &VMS[index];
+    if let Err(reason) = load_vm(vm) {
+        defmt::error!("VM {=str}: not loaded ({=str})", vm.name, reason);
+        return;
+    }
+    runtime.uart.lock().reset();
+    runtime.transition(VmState::Running);
+    if runtime.vcpus[0].request_on(vm.image.entry_ipa, vm.dtb_ipa).is_ok() {
+        kick_vcpu(platform, vm, 0);
+    }
+    defmt::info!("VM {=str} started: entry {=u64:#x}, DTB {=u64:#x}", vm.name, vm.image.entry_ipa, vm.dtb_ipa);
+}
+
+/// Makes the CPU that runs `vm`'s vCPU `vcpu_index` look at its state (unless it is us).
+fn kick_vcpu(platform: &Platform, vm: &Vm<'_>, vcpu_index: usize) {
+    let Some(&cpu) = vm.cpus.get(vcpu_index) else { return };
+    if cpu as usize == tessera_arch::cpu::index() {
+        return;
+    }
+    if let Some(desc) = platform.board.cpus.get(cpu as usize) {
+        tessera_arch::gic_cpu::send_sgi(KICK_SGI, desc.mpidr);
+    }
+}
+
+/// Stops VM `index` and tells the hypervisor's log why. If no VM is left running, powers
+/// the machine off.
+fn stop_vm(platform: &Platform, index: usize, why: &str) {
+    let vm = &platform.system.vms[index];
+    if !VMS[index].transition(VmState::Stopped) {
+        return;
+    }
+    for vcpu_index in 0..vm.cpus.len() {
+        kick_vcpu(platform, vm, vcpu_index);
+    }
+    defmt::info!("VM {=str} stopped: {=str}", vm.name, why);
+    console::hv_notice(vm.name, why);
+    let all_stopped = (0..platform.system.vms.len()).all(|i| VMS[i].state() == VmState::Stopped);
+    if all_stopped {
+        defmt::info!("every VM has stopped; powering off");
+        tessera_arch::smccc::system_off(conduit(platform));
+    }
+}
+
+/// Restarts VM `index`: every vCPU leaves the guest, RAM is scrubbed and reloaded, the
+/// console is reset, and the boot vCPU starts again.
+fn restart_vm(platform: &Platform, index: usize, why: &str) {
+    let vm = &platform.system.vms[index];
+    let runtime = &VMS[index];
+    if !runtime.transition(VmState::Restarting) {
+        return;
+    }
+    defmt::info!("VM {=str} restarting: {=str}", vm.name, why);
+    console::hv_notice(vm.name, why);
+    let me = tessera_arch::cpu::index();
+    for (vcpu_index, &cpu) in vm.cpus.iter().enumerate() {
+        kick_vcpu(platform, vm, vcpu_index);
+        if cpu as usize == me {
+            continue;
+        }
+        let slot = &runtime.vcpus[vcpu_index];
+        let mut polls = 0;
+        while slot.in_guest.load(Ordering::Acquire) && polls < LEAVE_GUEST_POLLS {
+            core::hint::spin_loop();
+            polls += 1;
+        }
+        if polls == LEAVE_GUEST_POLLS {
+            defmt::error!("VM {=str}: vCPU {=usize} did not leave the guest; stopping the VM instead", vm.name, vcpu_index);
+            runtime.transition(VmState::Stopped);
+            return;
+        }
+    }
+    tessera_arch::cache::invalidate_guest_tlbs_all();
+    start_vm(platform, index);
+}
+
+/// A CPU's life: set up its GIC interface, then run its vCPU (if any) forever.
+pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
+    let mpidr = tessera_arch::cpu::mpidr();
+    match (platform.redistributor)(mpidr) {
+        Ok(redistributor) => {
+            if redistributor.init(1 << KICK_SGI).is_err() {
+                defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
+            }
+        }
+        Err(_) => defmt::error!("CPU {=usize}: no redistributor for MPIDR {=u64:#x}", cpu, mpidr),
+    }
+    tessera_arch::gic_cpu::init_cpu_interface();
+    if cpu == 0 {
+        console::enable_input(platform, mpidr);
+    }
+    let assignment = platform.system.vms.iter().enumerate().find_map(|(vm_index, vm)| {
+        vm.cpus.iter().position(|&c| c as usize == cpu).map(|vcpu_index| (vm_index, vcpu_index))
+    });
+    defmt::info!("CPU {=usize} (MPIDR {=u64:#x}) up", cpu, mpidr);
+    let Some((vm_index, vcpu_index)) = assignment else {
+        loop {
+            tessera_arch::cpu::wait_for_interrupt();
+            handle_interrupts(platform);
+        }
+    };
+    let runtime = &VMS[vm_index];
+    let slot = &runtime.vcpus[vcpu_index];
+    loop {
+        // Idle until this vCPU is asked to start. Interrupts (the console, a kick) wake us.
+        let (entry, context) = loop {
+            if runtime.state() == VmState::Running {
+                if let Some(start) = slot.take_pending() {
+                    break start;
+                }
+            }
+            tessera_arch::cpu::wait_for_interrupt();
+            handle_interrupts(platform);
+        };
+        let generation = runtime.generation();
+        let mut regs = GuestRegs { elr: entry, spsr: vcpu::RESET_SPSR_EL2, ..GuestRegs::default() };
+        regs.x[0] = context;
+        tessera_arch::guest::reset_el1(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1);
+        tessera_arch::guest::load_vm(
+            tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
+            runtime.vttbr.load(Ordering::Acquire),
+        );
+        loop {
+            slot.in_guest.store(true, Ordering::Release);
+            if runtime.generation() != generation || slot.power() != PowerState::On {
+                slot.in_guest.store(false, Ordering::Release);
+                break;
+            }
+            let kind = tessera_arch::guest::enter(&mut regs);
+            slot.in_guest.store(false, Ordering::Release);
+            match kind {
+                ExitKind::Synchronous => handle_sync(platform, vm_index, vcpu_index, &mut regs),
+                ExitKind::Irq | ExitKind::Fiq => handle_interrupts(platform),
+                ExitKind::SError => guest_fault(platform, vm_index, &mut regs, "SError"),
+            }
+        }
+    }
+}
+
+/// Acknowledges and handles every pending physical interrupt (bounded).
+fn handle_interrupts(platform: &Platform) {
+    for _ in 0..64 {
+        let intid = tessera_arch::gic_cpu::acknowledge();
+        if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
+            return;
+        }
+        if intid == platform.board.uart.intid {
+            console::on_uart_interrupt(platform);
+        }
+        // KICK_SGI needs no action: the run loop re-reads its vCPU's state after any exit.
+        tessera_arch::gic_cpu::end_of_interrupt(intid);
+    }
+}
+
+fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
+    let vm = &platform.system.vms[vm_index];
+    match exit::decode(regs.esr, regs.far, regs.hpfar) {
+        Exit::DataAbort(abort) => data_abort(platform, vm_index, regs, &abort),
+        Exit::Hvc { .. } => smccc(platform, vm_index, vcpu_index, regs),
+        Exit::Smc { .. } => {
+            // A trapped SMC leaves ELR at the SMC itself (DDI 0487 D1.10.4).
+            regs.elr = regs.elr.wrapping_add(4);
+            smccc(platform, vm_index, vcpu_index, regs);
+        }
+        Exit::SysReg(access) => {
+            // Trapped by TIDCP/TACR/TSW: implementation-defined and auxiliary registers read
+            // as zero and ignore writes; set/way cache maintenance is a no-op (the guest's
+            // memory is always coherent: stage 2 makes it Normal write-back).
+            if access.read && access.rt < 31 {
+                regs.x[access.rt as usize] = 0;
+            }
+            regs.elr = regs.elr.wrapping_add(4);
+        }
+        Exit::Wfx { .. } => regs.elr = regs.elr.wrapping_add(4),
+        Exit::InstructionAbort { ipa, .. } => {
+            defmt::warn!("VM {=str}: instruction abort at IPA {=u64:#x}", vm.name, ipa);
+            guest_fault(platform, vm_index, regs, "instruction fetch outside its memory");
+        }
+        Exit::Other { ec, iss } => {
+            defmt::warn!("VM {=str}: unhandled exception EC {=u8:#x} ISS {=u32:#x} at {=u64:#x}", vm.name, ec, iss, regs.elr);
+            guest_fault(platform, vm_index, regs, "unhandled exception");
+        }
+    }
+}
+
+fn data_abort(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, abort: &DataAbort) {
+    let vm = &platform.system.vms[vm_index];
+    if let (Some(console), Some(access)) = (vm.console, abort.access) {
+        let frame = MemRange::new(console.ipa, tessera_config::PAGE_SIZE);
+        if frame.contains(abort.ipa) {
+            let offset = abort.ipa - console.ipa;
+            let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
+            match console::guest_access(vm_index, offset, &access, exit::mmio_write_value(&access, value)) {
+                Ok(read) => {
+                    if let Some(raw) = read {
+                        if !access.reg_is_zero() {
+                            regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
+                        }
+                    }
+                    regs.elr = regs.elr.wrapping_add(4);
+                    return;
+                }
+                Err(()) => {
+                    defmt::warn!("VM {=str}: bad console access at offset {=u64:#x}", vm.name, offset);
+                    return guest_fault(platform, vm_index, regs, "bad console access");
+                }
+            }
+        }
+    }
+    defmt::warn!(
+        "VM {=str}: data abort at IPA {=u64:#x} ({=str}) from {=u64:#x}",
+        vm.name, abort.ipa, if abort.write { "write" } else { "read" }, regs.elr
+    );
+    guest_fault(platform, vm_index, regs, "access outside its memory");
+}
+
+/// A fault the hypervisor cannot hand back as an emulated access: apply the VM's policy.
+fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what: &'static str) {
+    let vm = &platform.system.vms[vm_index];
+    match vm.fault_policy {
+        FaultPolicy::Inject => {
+            let decoded = exit::decode(regs.esr, regs.far, regs.hpfar);
+            let kind = match decoded {
+                Exit::InstructionAbort { .. } => inject::AbortKind::Instruction,
+                Exit::DataAbort(abort) => inject::AbortKind::Data { write: abort.write },
+                _ => inject::AbortKind::Data { write: false },
+            };
+            let guest = inject::GuestPstate {
+                spsr_el2: regs.spsr,
+                elr_el2: regs.elr,
+                vbar_el1: tessera_arch::guest::vbar_el1(),
+            };
+            match inject::sync_external_abort(kind, &guest, regs.far) {
+                Ok(injection) => {
+                    tessera_arch::guest::set_el1_exception_state(
+                        injection.esr_el1,
+                        injection.far_el1,
+                        injection.elr_el1,
+                        injection.spsr_el1,
+                    );
+                    regs.elr = injection.elr_el2;
+                    regs.spsr = injection.spsr_el2;
+                    defmt::info!("VM {=str}: {=str}; abort injected", vm.name, what);
+                }
+                Err(_) => stop_vm(platform, vm_index, what),
+            }
+        }
+        FaultPolicy::Stop => stop_vm(platform, vm_index, what),
+    }
+}
+
+/// A view of one VM for the PSCI decision logic.
+struct View<'a> {
+    vm: &'a Vm<'a>,
+    vm_index: usize,
+}
+
+impl VmView for View<'_> {
+    fn vcpu_count(&self) -> usize {
+        self.vm.cpus.len()
+    }
+    fn vcpu_index_by_mpidr(&self, mpidr: u64) -> Option<usize> {
+        vcpu::index_by_mpidr(mpidr, self.vm.cpus.len())
+    }
+    fn vcpu_power(&self, index: usize) -> PowerState {
+        VMS[self.vm_index].vcpus.get(index).map_or(PowerState::Off, |slot| slot.power())
+    }
+    fn ipa_is_ram(&self, ipa: u64) -> bool {
+        self.vm.memory.iter().any(|region| region.ipa_range().contains(ipa))
+    }
+}
+
+fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
+    let vm = &platform.system.vms[vm_index];
+    let call = SmcccCall { x: [regs.x[0], regs.x[1], regs.x[2], regs.x[3]] };
+    match psci::handle(call, &View { vm, vm_index }) {
+        Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
+        Outcome::CpuOn { target, entry, context } => {
+            let result = match VMS[vm_index].vcpus[target].request_on(entry, context) {
+                Ok(()) => {
+                    kick_vcpu(platform, vm, target);
+                    psci::ret::SUCCESS
+                }
+                Err(PowerState::OnPending) => psci::ret::ON_PENDING,
+                Err(_) => psci::ret::ALREADY_ON,
+            };
+            regs.x[0] = result;
+        }
+        Outcome::CpuOff => {
+            VMS[vm_index].vcpus[vcpu_index].set_off();
+            defmt::info!("VM {=str}: vCPU {=usize} off", vm.name, vcpu_index);
+        }
+        Outcome::SystemOff => match vm.on_system_off {
+            ExitAction::Stop => stop_vm(platform, vm_index, "PSCI SYSTEM_OFF"),
+            ExitAction::Restart => restart_vm(platform, vm_index, "PSCI SYSTEM_OFF"),
+        },
+        Outcome::SystemReset => match vm.on_system_reset {
+            ExitAction::Stop => stop_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
+            ExitAction::Restart => restart_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
+        },
+    }
+}

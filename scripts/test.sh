@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every Tessera test: host unit tests, the firmware builds, lints, and the HIL tests
+# that boot images under QEMU. Installs what is missing first. This is the README's test
+# command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-host.sh
+
+echo "== firmware builds (aarch64-unknown-none)" >&2
+cargo build --release --target aarch64-unknown-none -p tessera-qemu-virt -p tessera-guest-baremetal
+
+echo "== clippy" >&2
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --release --target aarch64-unknown-none -p tessera-qemu-virt -p tessera-guest-baremetal -- -D warnings
+
+echo "== tests (host unit tests, then HIL tests under QEMU)" >&2
+cargo test --workspace
