@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+use object::Endianness;
 use object::elf::{FileHeader64, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
-use object::Endianness;
 
 use crate::error::{Error, Result};
 
@@ -34,9 +34,10 @@ fn cache() -> &'static Mutex<HashMap<PathBuf, Result<PathBuf, String>>> {
 
 fn run(mut command: Command) -> Result<String> {
     let text = format!("{command:?}");
-    let output = command
-        .output()
-        .map_err(|error| Error::Command { command: text.clone(), detail: error.to_string() })?;
+    let output = command.output().map_err(|error| Error::Command {
+        command: text.clone(),
+        detail: error.to_string(),
+    })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
@@ -53,15 +54,28 @@ fn run(mut command: Command) -> Result<String> {
 /// absolute path (the last stdout line, by the build tool's contract). The unstripped ELF is
 /// `tessera.elf` beside it. `dts` may be relative to the workspace root.
 pub fn build_system(dts: &Path) -> Result<PathBuf> {
-    let dts = if dts.is_absolute() { dts.to_path_buf() } else { workspace_root().join(dts) };
-    let mut cache = cache().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dts = if dts.is_absolute() {
+        dts.to_path_buf()
+    } else {
+        workspace_root().join(dts)
+    };
+    let mut cache = cache()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(result) = cache.get(&dts) {
-        return result
-            .clone()
-            .map_err(|detail| Error::Command { command: format!("cargo xtask build {}", dts.display()), detail });
+        return result.clone().map_err(|detail| Error::Command {
+            command: format!("cargo xtask build {}", dts.display()),
+            detail,
+        });
     }
     let result = build_uncached(&dts);
-    cache.insert(dts, result.as_ref().map(Clone::clone).map_err(ToString::to_string));
+    cache.insert(
+        dts,
+        result
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(ToString::to_string),
+    );
     result
 }
 
@@ -69,12 +83,20 @@ fn build_uncached(dts: &Path) -> Result<PathBuf> {
     let mut command = cargo();
     command.arg("xtask").arg("build").arg(dts);
     let stdout = run(command)?;
-    let last_line = stdout.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").trim();
+    let last_line = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     let image = PathBuf::from(last_line);
     if image.is_absolute() && image.is_file() {
         Ok(image)
     } else {
-        Err(Error::NoImage { dts: dts.to_path_buf(), last_line: last_line.to_string() })
+        Err(Error::NoImage {
+            dts: dts.to_path_buf(),
+            last_line: last_line.to_string(),
+        })
     }
 }
 
@@ -91,24 +113,48 @@ pub fn build_guest_image() -> Result<PathBuf> {
     IMAGE
         .get_or_init(|| build_guest_uncached().map_err(|error| error.to_string()))
         .clone()
-        .map_err(|detail| Error::Command { command: "build tessera-guest-baremetal".into(), detail })
+        .map_err(|detail| Error::Command {
+            command: "build tessera-guest-baremetal".into(),
+            detail,
+        })
 }
 
 fn build_guest_uncached() -> Result<PathBuf> {
     const PACKAGE: &str = "tessera-guest-baremetal";
     let mut command = cargo();
-    command.args(["build", "--package", PACKAGE, "--target", "aarch64-unknown-none", "--release"]);
+    command.args([
+        "build",
+        "--package",
+        PACKAGE,
+        "--target",
+        "aarch64-unknown-none",
+        "--release",
+    ]);
     run(command)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let elf = target_dir.join("aarch64-unknown-none/release").join(PACKAGE);
-    let bytes = std::fs::read(&elf).map_err(|error| Error::Io { path: elf.clone(), error })?;
-    let flat = flatten(&bytes).map_err(|reason| Error::Command { command: format!("flatten {}", elf.display()), detail: reason })?;
+    let elf = target_dir
+        .join("aarch64-unknown-none/release")
+        .join(PACKAGE);
+    let bytes = std::fs::read(&elf).map_err(|error| Error::Io {
+        path: elf.clone(),
+        error,
+    })?;
+    let flat = flatten(&bytes).map_err(|reason| Error::Command {
+        command: format!("flatten {}", elf.display()),
+        detail: reason,
+    })?;
     let out_dir = target_dir.join("hil-tests");
-    std::fs::create_dir_all(&out_dir).map_err(|error| Error::Io { path: out_dir.clone(), error })?;
+    std::fs::create_dir_all(&out_dir).map_err(|error| Error::Io {
+        path: out_dir.clone(),
+        error,
+    })?;
     let image = out_dir.join(format!("{PACKAGE}.img"));
-    std::fs::write(&image, flat).map_err(|error| Error::Io { path: image.clone(), error })?;
+    std::fs::write(&image, flat).map_err(|error| Error::Io {
+        path: image.clone(),
+        error,
+    })?;
     Ok(image)
 }
 
@@ -123,11 +169,17 @@ pub(crate) fn flatten(elf: &[u8]) -> Result<Vec<u8>, String> {
         .iter()
         .filter(|segment| segment.p_type(endian) == PT_LOAD && segment.p_filesz(endian) > 0)
         .collect();
-    let base = segments.iter().map(|s| s.p_paddr(endian)).min().ok_or("no PT_LOAD segment with data")?;
+    let base = segments
+        .iter()
+        .map(|s| s.p_paddr(endian))
+        .min()
+        .ok_or("no PT_LOAD segment with data")?;
     let mut image = Vec::new();
     for segment in segments {
         let offset = usize::try_from(segment.p_paddr(endian) - base).map_err(|e| e.to_string())?;
-        let data = segment.data(endian, elf).map_err(|()| "segment data out of bounds".to_string())?;
+        let data = segment
+            .data(endian, elf)
+            .map_err(|()| "segment data out of bounds".to_string())?;
         let end = offset.checked_add(data.len()).ok_or("segment too large")?;
         if image.len() < end {
             image.resize(end, 0);

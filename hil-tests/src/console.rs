@@ -81,7 +81,12 @@ impl ConsoleLog {
     pub fn new(stderr: Option<PathBuf>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State { lines: Vec::new(), partial: Vec::new(), closed: false, mark: 0 }),
+                state: Mutex::new(State {
+                    lines: Vec::new(),
+                    partial: Vec::new(),
+                    closed: false,
+                    mark: 0,
+                }),
                 changed: Condvar::new(),
                 started: Instant::now(),
                 stderr,
@@ -91,7 +96,10 @@ impl ConsoleLog {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves only whole lines behind; keep going.
-        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds received bytes: complete lines (split at `\n`, every `\r` removed) are appended.
@@ -105,7 +113,13 @@ impl ConsoleLog {
                     let text = String::from_utf8_lossy(&state.partial).into_owned();
                     state.partial.clear();
                     if echo_enabled() {
-                        eprintln!("console {}", Line { at, text: text.clone() });
+                        eprintln!(
+                            "console {}",
+                            Line {
+                                at,
+                                text: text.clone()
+                            }
+                        );
                     }
                     state.lines.push(Line { at, text });
                     added = true;
@@ -203,15 +217,25 @@ impl ConsoleLog {
     /// The first line since the mark containing `pattern`.
     pub fn expect_line(&self, pattern: &str, timeout: Duration) -> Result<String> {
         self.wait_for(&format!("containing {pattern:?}"), timeout, |lines| {
-            lines.iter().find(|line| line.text.contains(pattern)).map(|line| line.text.clone())
+            lines
+                .iter()
+                .find(|line| line.text.contains(pattern))
+                .map(|line| line.text.clone())
         })
     }
 
     /// The first line since the mark tagged `[vm]` whose text contains `pattern`.
     pub fn expect_line_from(&self, vm: &str, pattern: &str, timeout: Duration) -> Result<String> {
-        self.wait_for(&format!("from [{vm}] containing {pattern:?}"), timeout, |lines| {
-            lines.iter().find(|line| line.is_from(vm, pattern)).map(|line| line.text.clone())
-        })
+        self.wait_for(
+            &format!("from [{vm}] containing {pattern:?}"),
+            timeout,
+            |lines| {
+                lines
+                    .iter()
+                    .find(|line| line.is_from(vm, pattern))
+                    .map(|line| line.text.clone())
+            },
+        )
     }
 
     /// Waits for `count` lines since the mark tagged `[vm]` containing `pattern`.
@@ -222,19 +246,27 @@ impl ConsoleLog {
         count: usize,
         timeout: Duration,
     ) -> Result<Vec<String>> {
-        self.wait_for(&format!("×{count} from [{vm}] containing {pattern:?}"), timeout, |lines| {
-            let found: Vec<String> = lines
-                .iter()
-                .filter(|line| line.is_from(vm, pattern))
-                .map(|line| line.text.clone())
-                .collect();
-            (found.len() >= count).then_some(found)
-        })
+        self.wait_for(
+            &format!("×{count} from [{vm}] containing {pattern:?}"),
+            timeout,
+            |lines| {
+                let found: Vec<String> = lines
+                    .iter()
+                    .filter(|line| line.is_from(vm, pattern))
+                    .map(|line| line.text.clone())
+                    .collect();
+                (found.len() >= count).then_some(found)
+            },
+        )
     }
 
     /// Fails if any line since `index` is tagged `[vm]` and contains `pattern`.
     pub fn assert_absent_from(&self, vm: &str, pattern: &str, index: usize) -> Result<()> {
-        match self.lines_since(index).into_iter().find(|line| line.is_from(vm, pattern)) {
+        match self
+            .lines_since(index)
+            .into_iter()
+            .find(|line| line.is_from(vm, pattern))
+        {
             None => Ok(()),
             Some(line) => Err(Error::Unexpected {
                 what: format!("[{vm}] must not print {pattern:?} here"),
@@ -297,8 +329,14 @@ mod tests {
 
     #[test]
     fn tags() {
-        assert_eq!(split_tag("[alpha] pong alpha"), Some(("alpha", "pong alpha")));
-        assert_eq!(split_tag("[mux] input -> beta"), Some(("mux", "input -> beta")));
+        assert_eq!(
+            split_tag("[alpha] pong alpha"),
+            Some(("alpha", "pong alpha"))
+        );
+        assert_eq!(
+            split_tag("[mux] input -> beta"),
+            Some(("mux", "input -> beta"))
+        );
         assert_eq!(split_tag("[beta]"), Some(("beta", "")));
         assert_eq!(split_tag("[beta]x"), Some(("beta", "x")));
         assert_eq!(split_tag("[beta]  two"), Some(("beta", " two")));
@@ -324,8 +362,16 @@ mod tests {
         assert!(log.assert_absent_from("alpha", "pong", mark).is_ok());
         assert!(log.assert_absent_from("alpha", "pong", 0).is_err());
         log.set_mark(0);
-        assert_eq!(log.expect_count_from("beta", "heartbeat", 1, short).unwrap().len(), 1);
-        assert!(log.expect_count_from("beta", "heartbeat", 2, short).is_err());
+        assert_eq!(
+            log.expect_count_from("beta", "heartbeat", 1, short)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            log.expect_count_from("beta", "heartbeat", 2, short)
+                .is_err()
+        );
     }
 
     #[test]
@@ -336,7 +382,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             writer.push_bytes(b"[beta] beta: heartbeat 1\n");
         });
-        let line = log.expect_line_from("beta", "heartbeat", Duration::from_secs(5)).unwrap();
+        let line = log
+            .expect_line_from("beta", "heartbeat", Duration::from_secs(5))
+            .unwrap();
         assert_eq!(line, "[beta] beta: heartbeat 1");
         thread.join().unwrap();
     }
@@ -349,11 +397,16 @@ mod tests {
         }
         log.close();
         let started = Instant::now();
-        let error = log.expect_line("never", Duration::from_secs(30)).unwrap_err();
+        let error = log
+            .expect_line("never", Duration::from_secs(30))
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1));
         let message = error.to_string();
         assert!(message.contains("the target stopped"), "{message}");
-        assert!(message.contains("line 49") && message.contains("line 10"), "{message}");
+        assert!(
+            message.contains("line 49") && message.contains("line 10"),
+            "{message}"
+        );
         assert!(!message.contains("line 9\n"), "{message}");
     }
 }

@@ -10,10 +10,19 @@ use crate::error::{Error, Result};
 
 /// Loads the defmt table of `elf`.
 pub(crate) fn load_table(elf: &Path) -> Result<Table> {
-    let bytes = std::fs::read(elf).map_err(|error| Error::Io { path: elf.to_path_buf(), error })?;
+    let bytes = std::fs::read(elf).map_err(|error| Error::Io {
+        path: elf.to_path_buf(),
+        error,
+    })?;
     Table::parse(&bytes)
-        .map_err(|error| Error::Defmt { elf: elf.to_path_buf(), reason: error.to_string() })?
-        .ok_or_else(|| Error::Defmt { elf: elf.to_path_buf(), reason: "no .defmt section".into() })
+        .map_err(|error| Error::Defmt {
+            elf: elf.to_path_buf(),
+            reason: error.to_string(),
+        })?
+        .ok_or_else(|| Error::Defmt {
+            elf: elf.to_path_buf(),
+            reason: "no .defmt section".into(),
+        })
 }
 
 /// Decodes a whole log from the start. A frame cut off at the end (the hypervisor is still

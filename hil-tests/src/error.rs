@@ -12,18 +12,44 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub enum Error {
     /// A command the harness runs (cargo, qemu) could not start or failed.
-    Command { command: String, detail: String },
+    Command {
+        command: String,
+        detail: String,
+    },
     /// `cargo xtask build` succeeded but its last stdout line is not an existing file.
-    NoImage { dts: PathBuf, last_line: String },
-    Io { path: PathBuf, error: std::io::Error },
+    NoImage {
+        dts: PathBuf,
+        last_line: String,
+    },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// No matching console line in time.
-    Timeout { what: String, waited: Duration, exited: bool, tail: Vec<Line>, stderr: String },
+    Timeout {
+        what: String,
+        waited: Duration,
+        exited: bool,
+        tail: Vec<Line>,
+        stderr: String,
+    },
     /// No matching hypervisor log line in time.
-    HvLogTimeout { words: Vec<String>, hv_tail: Vec<String>, console_tail: Vec<Line> },
+    HvLogTimeout {
+        words: Vec<String>,
+        hv_tail: Vec<String>,
+        console_tail: Vec<Line>,
+    },
     /// The ELF has no usable defmt table.
-    Defmt { elf: PathBuf, reason: String },
+    Defmt {
+        elf: PathBuf,
+        reason: String,
+    },
     /// A negative check failed: a line that must not appear did.
-    Unexpected { what: String, line: Line, tail: Vec<Line> },
+    Unexpected {
+        what: String,
+        line: Line,
+        tail: Vec<Line>,
+    },
     UnknownTarget(String),
 }
 
@@ -47,7 +73,13 @@ impl fmt::Display for Error {
                 dts.display()
             ),
             Error::Io { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Timeout { what, waited, exited, tail, stderr } => {
+            Error::Timeout {
+                what,
+                waited,
+                exited,
+                tail,
+                stderr,
+            } => {
                 write!(f, "no console line {what} after {waited:?}")?;
                 if *exited {
                     write!(f, " (the target stopped)")?;
@@ -59,7 +91,11 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::HvLogTimeout { words, hv_tail, console_tail } => {
+            Error::HvLogTimeout {
+                words,
+                hv_tail,
+                console_tail,
+            } => {
                 writeln!(f, "no hypervisor log line containing all of {words:?}")?;
                 writeln!(f, "--- last {} hypervisor log lines ---", hv_tail.len())?;
                 for line in hv_tail {
@@ -72,7 +108,9 @@ impl fmt::Display for Error {
                 writeln!(f, "unexpected console line ({what}): {line}")?;
                 write_tail(f, tail)
             }
-            Error::UnknownTarget(name) => write!(f, "unknown TESSERA_HIL_TARGET {name:?} (known: qemu)"),
+            Error::UnknownTarget(name) => {
+                write!(f, "unknown TESSERA_HIL_TARGET {name:?} (known: qemu)")
+            }
         }
     }
 }

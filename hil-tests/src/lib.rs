@@ -100,7 +100,9 @@ pub trait Target {
 /// `line` contains every word, ignoring ASCII case.
 pub fn contains_all(line: &str, words: &[&str]) -> bool {
     let line = line.to_ascii_lowercase();
-    words.iter().all(|word| line.contains(&word.to_ascii_lowercase()))
+    words
+        .iter()
+        .all(|word| line.contains(&word.to_ascii_lowercase()))
 }
 
 /// Builds `dts` (cached) and boots it on the target chosen by `TESSERA_HIL_TARGET`
@@ -129,7 +131,10 @@ mod tests {
 
     #[test]
     fn contains_all_ignores_case() {
-        assert!(contains_all("INFO vm alpha: PSCI SYSTEM_OFF", &["alpha", "off"]));
+        assert!(contains_all(
+            "INFO vm alpha: PSCI SYSTEM_OFF",
+            &["alpha", "off"]
+        ));
         assert!(!contains_all("vm beta: SYSTEM_OFF", &["alpha", "off"]));
         assert!(contains_all("anything", &[]));
     }

@@ -54,7 +54,10 @@ impl Default for QemuOptions {
 impl QemuOptions {
     /// A guest booted directly at EL1 (no hypervisor): `-M virt`.
     pub fn native() -> Self {
-        Self { machine: "virt".into(), ..Self::default() }
+        Self {
+            machine: "virt".into(),
+            ..Self::default()
+        }
     }
 
     pub fn smp(mut self, count: u32) -> Self {
@@ -78,7 +81,14 @@ impl QemuOptions {
         command
             .arg("-M")
             .arg(&self.machine)
-            .args(["-cpu", &self.cpu, "-smp", &self.smp.to_string(), "-m", &self.memory])
+            .args([
+                "-cpu",
+                &self.cpu,
+                "-smp",
+                &self.smp.to_string(),
+                "-m",
+                &self.memory,
+            ])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
             .arg("-kernel")
             .arg(image)
@@ -107,7 +117,9 @@ pub struct Qemu {
 }
 
 fn lock(child: &Mutex<Child>) -> MutexGuard<'_, Child> {
-    child.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    child
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Qemu {
@@ -117,13 +129,22 @@ impl Qemu {
         let permit = Permit::acquire();
         let dir = fresh_dir()?;
         let stderr_path = dir.join("qemu.stderr");
-        let stderr = std::fs::File::create(&stderr_path)
-            .map_err(|error| Error::Io { path: stderr_path.clone(), error })?;
+        let stderr = std::fs::File::create(&stderr_path).map_err(|error| Error::Io {
+            path: stderr_path.clone(),
+            error,
+        })?;
         let mut command = options.command(image);
-        command.current_dir(&dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
+        command
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
         let text = format!("{command:?}");
         std::fs::write(dir.join("command.txt"), &text).ok();
-        let mut child = command.spawn().map_err(|error| Error::Command { command: text, detail: error.to_string() })?;
+        let mut child = command.spawn().map_err(|error| Error::Command {
+            command: text,
+            detail: error.to_string(),
+        })?;
         let console = ConsoleLog::new(Some(stderr_path));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
@@ -153,7 +174,10 @@ impl Qemu {
                 if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(limit) {
                     let mut child = lock(&child);
                     if matches!(child.try_wait(), Ok(None)) {
-                        console.push_bytes(format!("\n[hil] hard timeout: QEMU killed after {limit:?}\n").as_bytes());
+                        console.push_bytes(
+                            format!("\n[hil] hard timeout: QEMU killed after {limit:?}\n")
+                                .as_bytes(),
+                        );
                         let _ = child.kill();
                         let _ = child.wait();
                     }
@@ -194,7 +218,10 @@ impl Target for Qemu {
         stdin
             .write_all(bytes)
             .and_then(|()| stdin.flush())
-            .map_err(|error| Error::Io { path: self.dir.join("<qemu stdin>"), error })
+            .map_err(|error| Error::Io {
+                path: self.dir.join("<qemu stdin>"),
+                error,
+            })
     }
 
     fn hv_log(&self) -> Result<Vec<String>> {
@@ -205,7 +232,10 @@ impl Target for Qemu {
             .table
             .get_or_init(|| load_table(elf).map_err(|error| error.to_string()))
             .as_ref()
-            .map_err(|reason| Error::Defmt { elf: elf.clone(), reason: reason.clone() })?;
+            .map_err(|reason| Error::Defmt {
+                elf: elf.clone(),
+                reason: reason.clone(),
+            })?;
         let path = self.dir.join(HV_LOG_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => Ok(decode_with(table, &bytes)),
@@ -260,7 +290,10 @@ fn fresh_dir() -> Result<PathBuf> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("tessera-hil-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|error| Error::Io { path: dir.clone(), error })?;
+    std::fs::create_dir_all(&dir).map_err(|error| Error::Io {
+        path: dir.clone(),
+        error,
+    })?;
     Ok(dir)
 }
 
@@ -285,7 +318,9 @@ impl Permit {
         let limit = max_jobs();
         let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
         while *running >= limit {
-            running = RUNNING_CHANGED.wait(running).unwrap_or_else(|p| p.into_inner());
+            running = RUNNING_CHANGED
+                .wait(running)
+                .unwrap_or_else(|p| p.into_inner());
         }
         *running += 1;
         Permit

@@ -179,7 +179,11 @@ impl VectorIndex {
 
 #[unsafe(no_mangle)]
 extern "C" fn el1_exception(index: u64, frame: &mut Frame) {
-    let syndrome = Syndrome { esr: esr_el1(), far: far_el1(), elr: frame.elr };
+    let syndrome = Syndrome {
+        esr: esr_el1(),
+        far: far_el1(),
+        elr: frame.elr,
+    };
     if crate::exception(VectorIndex(index), syndrome) {
         frame.elr = frame.elr.wrapping_add(4);
     } else {
@@ -244,7 +248,9 @@ pub fn current_el() -> u64 {
 pub fn cntvct_el0() -> u64 {
     let value: u64;
     // SAFETY: isb and a counter read have no side effects; EL1 may always read CNTVCT_EL0.
-    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("isb", "mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack, preserves_flags))
+    };
     value
 }
 
@@ -290,7 +296,9 @@ pub fn poke(address: u64, value: u32) {
     // assumes nothing about it. Outside guest RAM it faults, and `el1_exception` skips the
     // instruction; inside guest RAM it may corrupt the guest, which is the point of a probe.
     // Misalignment is rejected by the caller (the MMU is off, so memory is Device).
-    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) address, v = in(reg) value, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("str {v:w}, [{a}]", a = in(reg) address, v = in(reg) value, options(nostack, preserves_flags))
+    };
 }
 
 /// A 32-bit load from any address: the `peek` probe. A load that aborts returns 0 (the
@@ -313,12 +321,16 @@ pub struct SharedStr {
 
 impl SharedStr {
     pub const fn new() -> Self {
-        Self { pointer: AtomicPtr::new(core::ptr::null_mut()), length: AtomicUsize::new(0) }
+        Self {
+            pointer: AtomicPtr::new(core::ptr::null_mut()),
+            length: AtomicUsize::new(0),
+        }
     }
 
     pub fn set(&self, text: &'static str) {
         self.length.store(text.len(), Ordering::Relaxed);
-        self.pointer.store(text.as_ptr().cast_mut(), Ordering::Release);
+        self.pointer
+            .store(text.as_ptr().cast_mut(), Ordering::Release);
     }
 
     pub fn get(&self) -> &'static str {

@@ -115,7 +115,11 @@ mod tests {
         assert!(problems.is_empty());
         assert_eq!(
             args,
-            Bootargs { heartbeat_ms: Some(250), smp: true, poke: Some(0x1000_0000) }
+            Bootargs {
+                heartbeat_ms: Some(250),
+                smp: true,
+                poke: Some(0x1000_0000)
+            }
         );
     }
 
@@ -127,8 +131,15 @@ mod tests {
 
     #[test]
     fn problems_are_reported_and_skipped() {
-        let (args, problems) = parse("console=ttyAMA0 quiet heartbeat=fast smp=2 poke=zz heartbeat=7");
-        assert_eq!(args, Bootargs { heartbeat_ms: Some(7), ..Bootargs::default() });
+        let (args, problems) =
+            parse("console=ttyAMA0 quiet heartbeat=fast smp=2 poke=zz heartbeat=7");
+        assert_eq!(
+            args,
+            Bootargs {
+                heartbeat_ms: Some(7),
+                ..Bootargs::default()
+            }
+        );
         assert_eq!(
             problems,
             vec![

@@ -20,9 +20,16 @@ pub enum Command<'a> {
     Ping,
     Off,
     Reset,
-    Poke { address: u64, value: u32 },
-    Peek { address: u64 },
-    Hvc { function: u32 },
+    Poke {
+        address: u64,
+        value: u32,
+    },
+    Peek {
+        address: u64,
+    },
+    Hvc {
+        function: u32,
+    },
     Help,
     Unknown(&'a str),
     /// A known command with missing, extra or malformed arguments; holds the usage line.
@@ -73,7 +80,10 @@ impl<'a> Command<'a> {
 }
 
 fn usage(name: &str) -> &'static str {
-    HELP.iter().find(|line| line.split(' ').next() == Some(name)).copied().unwrap_or("help")
+    HELP.iter()
+        .find(|line| line.split(' ').next() == Some(name))
+        .copied()
+        .unwrap_or("help")
 }
 
 #[cfg(test)]
@@ -96,14 +106,30 @@ mod tests {
     fn commands_with_arguments() {
         assert_eq!(
             Command::parse("poke 0x10000000"),
-            Command::Poke { address: 0x1000_0000, value: 0 }
+            Command::Poke {
+                address: 0x1000_0000,
+                value: 0
+            }
         );
         assert_eq!(
             Command::parse("poke 40001000 0xcafe"),
-            Command::Poke { address: 0x4000_1000, value: 0xcafe }
+            Command::Poke {
+                address: 0x4000_1000,
+                value: 0xcafe
+            }
         );
-        assert_eq!(Command::parse("peek 0x9000018"), Command::Peek { address: 0x900_0018 });
-        assert_eq!(Command::parse("hvc 84000000"), Command::Hvc { function: 0x8400_0000 });
+        assert_eq!(
+            Command::parse("peek 0x9000018"),
+            Command::Peek {
+                address: 0x900_0018
+            }
+        );
+        assert_eq!(
+            Command::parse("hvc 84000000"),
+            Command::Hvc {
+                function: 0x8400_0000
+            }
+        );
     }
 
     #[test]

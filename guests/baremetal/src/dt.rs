@@ -275,7 +275,12 @@ mod tests {
     #[test]
     fn tessera_shaped_tree() {
         let mut scanner = Scanner::new();
-        let be = |words: &[u32]| words.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        let be = |words: &[u32]| {
+            words
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>()
+        };
         let two = be(&[2]);
         let one = be(&[1]);
         let memory = be(&[0, 0x4000_0000, 0, 0x200_0000]);

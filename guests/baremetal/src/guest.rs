@@ -57,7 +57,11 @@ macro_rules! say {
 }
 
 fn conduit() -> Conduit {
-    if CONDUIT_IS_SMC.load(Ordering::Relaxed) { Conduit::Smc } else { Conduit::Hvc }
+    if CONDUIT_IS_SMC.load(Ordering::Relaxed) {
+        Conduit::Smc
+    } else {
+        Conduit::Hvc
+    }
 }
 
 /// Called by the vector stub. Returns true to skip the faulting instruction and carry on.
@@ -105,7 +109,9 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
     let frequency = arch::cntfrq_el0();
     CPU_UP_TIMEOUT_TICKS.store(frequency, Ordering::Relaxed); // one second
 
-    let args = Bootargs::parse(platform.bootargs, |problem| say!("{name}: ignoring {problem}"));
+    let args = Bootargs::parse(platform.bootargs, |problem| {
+        say!("{name}: ignoring {problem}")
+    });
     hello(&platform);
     if platform.psci.is_none() {
         say!("{name}: no /psci method in the device tree; assuming hvc");
@@ -141,7 +147,10 @@ fn start_secondaries(platform: &Platform<'_>) {
     let name = platform.name();
     let own = arch::mpidr_el1() & arch::MPIDR_AFFINITY_MASK;
     if platform.cpu_count() > MAX_CPUS {
-        say!("{name}: only the first {MAX_CPUS} of {} cpus are used", platform.cpu_count());
+        say!(
+            "{name}: only the first {MAX_CPUS} of {} cpus are used",
+            platform.cpu_count()
+        );
     }
     let timeout = CPU_UP_TIMEOUT_TICKS.load(Ordering::Relaxed);
     for (index, &mpidr) in platform.cpus().iter().enumerate() {
@@ -185,7 +194,11 @@ fn poke(address: u64, value: u32) {
 
 /// The console loop: poll the UART and the heartbeat deadline, forever.
 fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
-    let mut shell = Shell { name, editor: LineEditor::new(), dirty: true };
+    let mut shell = Shell {
+        name,
+        editor: LineEditor::new(),
+        dirty: true,
+    };
     shell.prompt();
     let mut beats: u64 = 0;
     let mut deadline = heartbeat_ticks.map(|ticks| arch::cntvct_el0().wrapping_add(ticks));

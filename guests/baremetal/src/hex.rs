@@ -40,7 +40,16 @@ mod tests {
 
     #[test]
     fn hex_rejects_junk() {
-        for bad in ["", "0x", "0xg", "+1", "0x+1", "1_000", "10000000000000000", " 1"] {
+        for bad in [
+            "",
+            "0x",
+            "0xg",
+            "+1",
+            "0x+1",
+            "1_000",
+            "10000000000000000",
+            " 1",
+        ] {
             assert_eq!(parse_u64(bad), None, "{bad:?}");
         }
     }

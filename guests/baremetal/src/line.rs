@@ -34,7 +34,12 @@ impl Default for LineEditor {
 
 impl LineEditor {
     pub const fn new() -> Self {
-        Self { buffer: [0; LINE_CAPACITY], length: 0, after_cr: false, complete: false }
+        Self {
+            buffer: [0; LINE_CAPACITY],
+            length: 0,
+            after_cr: false,
+            complete: false,
+        }
     }
 
     pub fn feed(&mut self, byte: u8) -> Action {

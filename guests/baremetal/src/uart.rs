@@ -66,7 +66,9 @@ impl Uart {
     pub const unsafe fn new(base: usize) -> Self {
         // SAFETY: the caller guarantees `base` is a live register frame; tock-registers only
         // does volatile accesses through this reference.
-        Self { registers: unsafe { &*(base as *const Registers) } }
+        Self {
+            registers: unsafe { &*(base as *const Registers) },
+        }
     }
 
     /// Masks all UART interrupts: the guest polls (no GIC driver yet).
