@@ -46,7 +46,7 @@ impl MemRange {
     }
 
     pub const fn is_page_aligned(&self) -> bool {
-        self.base % PAGE_SIZE == 0 && self.size % PAGE_SIZE == 0
+        self.base.is_multiple_of(PAGE_SIZE) && self.size.is_multiple_of(PAGE_SIZE)
     }
 }
 

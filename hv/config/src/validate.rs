@@ -18,8 +18,8 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
     }
     let hv = system.hv_region;
     let hv_ok = hv.size != 0
-        && hv.base % BLOCK_2M == 0
-        && hv.size % BLOCK_2M == 0
+        && hv.base.is_multiple_of(BLOCK_2M)
+        && hv.size.is_multiple_of(BLOCK_2M)
         && board.ram.iter().any(|bank| bank.contains_range(&hv));
     if !hv_ok {
         return Err(ConfigError::HypervisorRegionInvalid { region: hv });

@@ -34,19 +34,32 @@ impl LogDecoder {
     pub fn load(elf: &Path) -> Result<Self> {
         let bytes = std::fs::read(elf).map_err(io(elf))?;
         let table = Table::parse(&bytes)
-            .map_err(|e| Error::Defmt { reason: format!("{}: {e}", elf.display()) })?
-            .ok_or_else(|| Error::Defmt { reason: format!("{} has no .defmt section", elf.display()) })?;
+            .map_err(|e| Error::Defmt {
+                reason: format!("{}: {e}", elf.display()),
+            })?
+            .ok_or_else(|| Error::Defmt {
+                reason: format!("{} has no .defmt section", elf.display()),
+            })?;
         Ok(Self { table })
     }
 
     /// A decoder for one stream of frames.
     pub fn stream(&self) -> LogStream<'_> {
-        LogStream { decoder: self.table.new_stream_decoder(), can_recover: self.table.encoding().can_recover(), broken: false }
+        LogStream {
+            decoder: self.table.new_stream_decoder(),
+            can_recover: self.table.encoding().can_recover(),
+            broken: false,
+        }
     }
 
     /// Follows the log at `path` (which may not exist yet) until `done()` is true, then
     /// decodes what is left, calling `on_line` for each line.
-    pub fn follow(&self, path: &Path, done: impl Fn() -> bool, mut on_line: impl FnMut(String)) -> Result<()> {
+    pub fn follow(
+        &self,
+        path: &Path,
+        done: impl Fn() -> bool,
+        mut on_line: impl FnMut(String),
+    ) -> Result<()> {
         const POLL: Duration = Duration::from_millis(50);
         let mut stream = self.stream();
         let mut file = None;
@@ -83,7 +96,9 @@ pub struct LogStream<'t> {
 
 impl std::fmt::Debug for LogStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogStream").field("broken", &self.broken).finish_non_exhaustive()
+        f.debug_struct("LogStream")
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +113,9 @@ impl LogStream<'_> {
             match self.decoder.decode() {
                 Ok(frame) => on_line(frame.display(false).to_string()),
                 Err(DecodeError::UnexpectedEof) => return,
-                Err(DecodeError::Malformed) if self.can_recover => on_line("(malformed defmt frame skipped)".into()),
+                Err(DecodeError::Malformed) if self.can_recover => {
+                    on_line("(malformed defmt frame skipped)".into())
+                }
                 Err(DecodeError::Malformed) => {
                     on_line("(malformed defmt frame; the raw encoding cannot resynchronise, decoding stops)".into());
                     self.broken = true;

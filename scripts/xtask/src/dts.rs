@@ -64,7 +64,10 @@ pub enum ConsoleDesc {
     /// `console = "none"`.
     None,
     /// No `console` node, or one that overrides the board's defaults.
-    Uart { guest_base: Option<u64>, interrupt: Option<u32> },
+    Uart {
+        guest_base: Option<u64>,
+        interrupt: Option<u32>,
+    },
 }
 
 /// Compiles `dts` with `dtc`. Warnings are passed on to stderr; a failure carries dtc's stderr.
@@ -75,12 +78,14 @@ pub fn compile(dts: &Path) -> Result<Vec<u8>> {
     if let Some(dir) = dts.parent().filter(|d| !d.as_os_str().is_empty()) {
         command.arg("-i").arg(dir);
     }
-    let output = command
-        .arg(dts)
-        .output()
-        .map_err(|source| Error::Spawn { program: "dtc (install it with scripts/setup-host.sh)".into(), source })?;
+    let output = command.arg(dts).output().map_err(|source| Error::Spawn {
+        program: "dtc (install it with scripts/setup-host.sh)".into(),
+        source,
+    })?;
     if !output.status.success() {
-        return Err(Error::Dtc { stderr: String::from_utf8_lossy(&output.stderr).into_owned() });
+        return Err(Error::Dtc {
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
     }
     if !output.stderr.is_empty() {
         eprint!("{}", String::from_utf8_lossy(&output.stderr));
@@ -92,7 +97,11 @@ pub fn compile(dts: &Path) -> Result<Vec<u8>> {
 pub fn load(dts: &Path) -> Result<SystemDesc> {
     let blob = compile(dts)?;
     let base_dir = dts.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base_dir
+    };
     let base_dir = base_dir.canonicalize().map_err(io(&base_dir))?;
     parse(&blob, &base_dir)
 }
@@ -112,23 +121,34 @@ pub fn parse(blob: &[u8], base_dir: &Path) -> Result<SystemDesc> {
     for child in &root.children {
         match child.name.as_str() {
             "vms" => vms = Some(parse_vms(child, base_dir)?),
-            _ => return Err(Error::UnknownNode { node: format!("/{}", child.name) }),
+            _ => {
+                return Err(Error::UnknownNode {
+                    node: format!("/{}", child.name),
+                });
+            }
         }
     }
-    let vms = vms.ok_or_else(|| Error::MissingNode { node: "/vms".into() })?;
+    let vms = vms.ok_or_else(|| Error::MissingNode {
+        node: "/vms".into(),
+    })?;
     Ok(SystemDesc { board, vms })
 }
 
 fn parse_vms(node: &Node, base_dir: &Path) -> Result<Vec<VmDesc>> {
     Props::new(node, "/vms".into()).finish()?;
-    node.children.iter().map(|vm| parse_vm(vm, base_dir)).collect()
+    node.children
+        .iter()
+        .map(|vm| parse_vm(vm, base_dir))
+        .collect()
 }
 
 fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
     let path = format!("/vms/{}", node.name);
     let name = node.name.split('@').next().unwrap_or_default().to_owned();
     let mut props = Props::new(node, path.clone());
-    let cpus = props.u32_list("cpus")?.ok_or_else(|| props.missing("cpus"))?;
+    let cpus = props
+        .u32_list("cpus")?
+        .ok_or_else(|| props.missing("cpus"))?;
     let guest = props.string("guest")?;
     let image = props.string("image")?;
     let image = match (guest, image) {
@@ -149,7 +169,9 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
     let fault_policy = match props.string("fault-policy")?.as_deref() {
         None | Some("inject") => FaultPolicy::Inject,
         Some("stop") => FaultPolicy::Stop,
-        Some(other) => return Err(props.bad_value("fault-policy", other, "\"inject\" or \"stop\"")),
+        Some(other) => {
+            return Err(props.bad_value("fault-policy", other, "\"inject\" or \"stop\""));
+        }
     };
     let on_system_off = props.exit_action("on-system-off", ExitAction::Stop)?;
     let on_system_reset = props.exit_action("on-system-reset", ExitAction::Restart)?;
@@ -161,15 +183,26 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         let child_path = format!("{path}/{}", child.name);
         match child.name.split('@').next().unwrap_or_default() {
             "memory" => memory.push(parse_memory(child, child_path)?),
-            "console" if child.name == "console" => console_node = Some(parse_console(child, child_path)?),
+            "console" if child.name == "console" => {
+                console_node = Some(parse_console(child, child_path)?)
+            }
             _ => return Err(Error::UnknownNode { node: child_path }),
         }
     }
     let console = match (console_off, console_node) {
-        (Some(_), Some(_)) => return Err(Error::Conflict { node: path, first: "console = \"none\"", second: "console { … }" }),
+        (Some(_), Some(_)) => {
+            return Err(Error::Conflict {
+                node: path,
+                first: "console = \"none\"",
+                second: "console { … }",
+            });
+        }
         (Some(_), None) => ConsoleDesc::None,
         (None, Some(console)) => console,
-        (None, None) => ConsoleDesc::Uart { guest_base: None, interrupt: None },
+        (None, None) => ConsoleDesc::Uart {
+            guest_base: None,
+            interrupt: None,
+        },
     };
     Ok(VmDesc {
         name,
@@ -189,12 +222,19 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
 
 fn parse_memory(node: &Node, path: String) -> Result<MemoryDesc> {
     let mut props = Props::new(node, path.clone());
-    let guest_base = props.u64("guest-base")?.ok_or_else(|| props.missing("guest-base"))?;
+    let guest_base = props
+        .u64("guest-base")?
+        .ok_or_else(|| props.missing("guest-base"))?;
     let size = props.u64("size")?.ok_or_else(|| props.missing("size"))?;
     let host_base = props.u64("host-base")?;
     props.finish()?;
     no_children(node, &path)?;
-    Ok(MemoryDesc { node: path, guest_base, size, host_base })
+    Ok(MemoryDesc {
+        node: path,
+        guest_base,
+        size,
+        host_base,
+    })
 }
 
 /// GIC INTIDs of SPIs (IHI 0069 2.2.1): the only interrupts a device can raise.
@@ -211,12 +251,17 @@ fn parse_console(node: &Node, path: String) -> Result<ConsoleDesc> {
     }
     props.finish()?;
     no_children(node, &path)?;
-    Ok(ConsoleDesc::Uart { guest_base, interrupt })
+    Ok(ConsoleDesc::Uart {
+        guest_base,
+        interrupt,
+    })
 }
 
 fn no_children(node: &Node, path: &str) -> Result<()> {
     match node.children.first() {
-        Some(child) => Err(Error::UnknownNode { node: format!("{path}/{}", child.name) }),
+        Some(child) => Err(Error::UnknownNode {
+            node: format!("{path}/{}", child.name),
+        }),
         None => Ok(()),
     }
 }
@@ -230,7 +275,11 @@ struct Props<'a> {
 
 impl<'a> Props<'a> {
     fn new(node: &'a Node, path: String) -> Self {
-        Self { node, path, taken: vec![false; node.properties.len()] }
+        Self {
+            node,
+            path,
+            taken: vec![false; node.properties.len()],
+        }
     }
 
     fn take(&mut self, name: &str) -> Option<&'a [u8]> {
@@ -250,30 +299,54 @@ impl<'a> Props<'a> {
     }
 
     fn missing(&self, property: &'static str) -> Error {
-        Error::MissingProperty { node: self.path.clone(), property }
+        Error::MissingProperty {
+            node: self.path.clone(),
+            property,
+        }
     }
 
     fn conflict(&self, first: &'static str, second: &'static str) -> Error {
-        Error::Conflict { node: self.path.clone(), first, second }
+        Error::Conflict {
+            node: self.path.clone(),
+            first,
+            second,
+        }
     }
 
     fn bad_value(&self, property: &str, value: &str, allowed: &'static str) -> Error {
-        Error::BadValue { node: self.path.clone(), property: property.into(), value: format!("\"{value}\""), allowed }
+        Error::BadValue {
+            node: self.path.clone(),
+            property: property.into(),
+            value: format!("\"{value}\""),
+            allowed,
+        }
     }
 
     fn bad_cells(&self, property: &str, expected: &'static str, found_bytes: usize) -> Error {
-        Error::BadCells { node: self.path.clone(), property: property.into(), expected, found_bytes }
+        Error::BadCells {
+            node: self.path.clone(),
+            property: property.into(),
+            expected,
+            found_bytes,
+        }
     }
 
     fn string(&mut self, name: &str) -> Result<Option<String>> {
-        let Some(value) = self.take(name) else { return Ok(None) };
-        let not_a_string = || Error::NotAString { node: self.path.clone(), property: name.into() };
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
+        let not_a_string = || Error::NotAString {
+            node: self.path.clone(),
+            property: name.into(),
+        };
         let (last, text) = value.split_last().ok_or_else(not_a_string)?;
         if *last != 0 || text.contains(&0) {
             return Err(not_a_string());
         }
-        let text = std::str::from_utf8(text)
-            .map_err(|_| Error::NotUtf8 { node: self.path.clone(), property: name.into() })?;
+        let text = std::str::from_utf8(text).map_err(|_| Error::NotUtf8 {
+            node: self.path.clone(),
+            property: name.into(),
+        })?;
         Ok(Some(text.to_owned()))
     }
 
@@ -282,14 +355,20 @@ impl<'a> Props<'a> {
     }
 
     fn u32(&mut self, name: &str) -> Result<Option<u32>> {
-        let Some(value) = self.take(name) else { return Ok(None) };
-        let cell: [u8; 4] = value.try_into().map_err(|_| self.bad_cells(name, "one cell (<n>)", value.len()))?;
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
+        let cell: [u8; 4] = value
+            .try_into()
+            .map_err(|_| self.bad_cells(name, "one cell (<n>)", value.len()))?;
         Ok(Some(u32::from_be_bytes(cell)))
     }
 
     /// A 64-bit number: two cells, as `/bits/ 64 <n>` or `<hi lo>` write it.
     fn u64(&mut self, name: &str) -> Result<Option<u64>> {
-        let Some(value) = self.take(name) else { return Ok(None) };
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
         let cells: [u8; 8] = value
             .try_into()
             .map_err(|_| self.bad_cells(name, "a 64-bit number (/bits/ 64 <n>)", value.len()))?;
@@ -297,11 +376,18 @@ impl<'a> Props<'a> {
     }
 
     fn u32_list(&mut self, name: &str) -> Result<Option<Vec<u32>>> {
-        let Some(value) = self.take(name) else { return Ok(None) };
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
         if value.len() % 4 != 0 {
             return Err(self.bad_cells(name, "a list of 32-bit cells (<a b …>)", value.len()));
         }
-        Ok(Some(value.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()))
+        Ok(Some(
+            value
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
     }
 
     fn exit_action(&mut self, name: &str, default: ExitAction) -> Result<ExitAction> {

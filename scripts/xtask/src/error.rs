@@ -26,30 +26,55 @@ pub enum Error {
     /// A property the binding does not define for this node.
     UnknownProperty { node: String, property: String },
     /// A required property is absent.
-    MissingProperty { node: String, property: &'static str },
+    MissingProperty {
+        node: String,
+        property: &'static str,
+    },
     /// A required child node is absent.
     MissingNode { node: String },
     /// A numeric property with the wrong number of cells.
-    BadCells { node: String, property: String, expected: &'static str, found_bytes: usize },
+    BadCells {
+        node: String,
+        property: String,
+        expected: &'static str,
+        found_bytes: usize,
+    },
     /// A property that must be one NUL-terminated string is not.
     NotAString { node: String, property: String },
     /// A string property that is not UTF-8.
     NotUtf8 { node: String, property: String },
     /// A property whose value is not one the binding allows.
-    BadValue { node: String, property: String, value: String, allowed: &'static str },
+    BadValue {
+        node: String,
+        property: String,
+        value: String,
+        allowed: &'static str,
+    },
     /// Two properties (or a property and a node) that exclude each other are both given.
-    Conflict { node: String, first: &'static str, second: &'static str },
+    Conflict {
+        node: String,
+        first: &'static str,
+        second: &'static str,
+    },
     /// A VM has neither `guest` nor `image`.
     NoImage { node: String },
     /// `image = "…"` names a file that cannot be read.
-    ImageUnreadable { node: String, path: PathBuf, source: io::Error },
+    ImageUnreadable {
+        node: String,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// `load-offset`/`entry-offset` are given for an image that carries an arm64 Image header,
     /// whose `text_offset` already says where it goes.
     OffsetsWithImageHeader { node: String },
     /// An arm64 Image must sit `text_offset` above a 2 MiB-aligned base (booting.rst).
     ImageBaseNotAligned { node: String, base: u64 },
     /// The image (with its BSS, from the Image header) does not fit in the VM's memory.
-    ImageTooLarge { node: String, image_size: u64, room: u64 },
+    ImageTooLarge {
+        node: String,
+        image_size: u64,
+        room: u64,
+    },
     /// The image's load address is not in the VM's first memory region.
     ImageOutsideMemory { node: String, load_ipa: u64 },
     /// No 2 MiB-aligned slot of the first memory region can hold the guest device tree.
@@ -63,7 +88,11 @@ pub enum Error {
     /// The validator shared with the hypervisor rejected the system.
     Invalid { message: String },
     /// Building a guest with cargo failed.
-    GuestBuild { node: String, guest: String, reason: String },
+    GuestBuild {
+        node: String,
+        guest: String,
+        reason: String,
+    },
     /// Building the hypervisor with cargo failed.
     HypervisorBuild { reason: String },
     /// An ELF file could not be turned into a flat binary.
@@ -82,29 +111,55 @@ impl fmt::Display for Error {
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Self::Spawn { program, source } => write!(f, "cannot run `{program}`: {source}"),
             Self::Dtc { stderr } => write!(f, "dtc failed:\n{}", stderr.trim_end()),
-            Self::MalformedDtb { reason } => write!(f, "the compiled device tree is malformed: {reason}"),
+            Self::MalformedDtb { reason } => {
+                write!(f, "the compiled device tree is malformed: {reason}")
+            }
             Self::UnknownNode { node } => write!(f, "{node}: unknown node"),
-            Self::UnknownProperty { node, property } => write!(f, "{node}: unknown property `{property}`"),
+            Self::UnknownProperty { node, property } => {
+                write!(f, "{node}: unknown property `{property}`")
+            }
             Self::MissingProperty { node, property } => {
                 write!(f, "{node}: missing required property `{property}`")
             }
             Self::MissingNode { node } => write!(f, "{node}: missing required node"),
-            Self::BadCells { node, property, expected, found_bytes } => write!(
+            Self::BadCells {
+                node,
+                property,
+                expected,
+                found_bytes,
+            } => write!(
                 f,
                 "{node}: property `{property}` must be {expected}, but it has {found_bytes} bytes"
             ),
             Self::NotAString { node, property } => {
                 write!(f, "{node}: property `{property}` must be one string")
             }
-            Self::NotUtf8 { node, property } => write!(f, "{node}: property `{property}` is not UTF-8"),
-            Self::BadValue { node, property, value, allowed } => {
-                write!(f, "{node}: property `{property}` is {value}, but it must be {allowed}")
+            Self::NotUtf8 { node, property } => {
+                write!(f, "{node}: property `{property}` is not UTF-8")
             }
-            Self::Conflict { node, first, second } => {
+            Self::BadValue {
+                node,
+                property,
+                value,
+                allowed,
+            } => {
+                write!(
+                    f,
+                    "{node}: property `{property}` is {value}, but it must be {allowed}"
+                )
+            }
+            Self::Conflict {
+                node,
+                first,
+                second,
+            } => {
                 write!(f, "{node}: `{first}` and `{second}` cannot both be given")
             }
             Self::NoImage { node } => {
-                write!(f, "{node}: give either `guest = \"<name>\"` or `image = \"<path>\"`")
+                write!(
+                    f,
+                    "{node}: give either `guest = \"<name>\"` or `image = \"<path>\"`"
+                )
             }
             Self::ImageUnreadable { node, path, source } => {
                 write!(f, "{node}: cannot read image {}: {source}", path.display())
@@ -117,30 +172,48 @@ impl fmt::Display for Error {
                 f,
                 "{node}: an arm64 Image needs a 2 MiB-aligned RAM base, but the first memory region starts at {base:#x}"
             ),
-            Self::ImageTooLarge { node, image_size, room } => write!(
+            Self::ImageTooLarge {
+                node,
+                image_size,
+                room,
+            } => write!(
                 f,
                 "{node}: the image needs {image_size} bytes (with its BSS) but only {room} bytes of the VM's memory lie after its load address"
             ),
             Self::ImageOutsideMemory { node, load_ipa } => {
-                write!(f, "{node}: the image's load address {load_ipa:#x} is not in the VM's first memory region")
+                write!(
+                    f,
+                    "{node}: the image's load address {load_ipa:#x} is not in the VM's first memory region"
+                )
             }
             Self::NoRoomForDtb { node, dtb_size } => write!(
                 f,
                 "{node}: no 2 MiB-aligned slot of the first memory region holds the {dtb_size}-byte device tree beside the image"
             ),
-            Self::GuestDtb { node, reason } => write!(f, "{node}: cannot generate the guest device tree: {reason}"),
+            Self::GuestDtb { node, reason } => {
+                write!(f, "{node}: cannot generate the guest device tree: {reason}")
+            }
             Self::OutOfRam { node, size } => write!(
                 f,
                 "{node}: no free 2 MiB-aligned {size:#x} bytes of board RAM are left (give `host-base` or less memory)"
             ),
             Self::UnknownBoard { board, known } => {
-                write!(f, "/: board = \"{board}\" is not a board this tool knows ({known})")
+                write!(
+                    f,
+                    "/: board = \"{board}\" is not a board this tool knows ({known})"
+                )
             }
             Self::Invalid { message } => f.write_str(message),
-            Self::GuestBuild { node, guest, reason } => {
+            Self::GuestBuild {
+                node,
+                guest,
+                reason,
+            } => {
                 write!(f, "{node}: building guest `{guest}` failed: {reason}")
             }
-            Self::HypervisorBuild { reason } => write!(f, "building the hypervisor failed: {reason}"),
+            Self::HypervisorBuild { reason } => {
+                write!(f, "building the hypervisor failed: {reason}")
+            }
             Self::Elf { path, reason } => write!(f, "{}: {reason}", path.display()),
             Self::HypervisorImage { path, reason } => write!(f, "{}: {reason}", path.display()),
             Self::Defmt { reason } => write!(f, "defmt log: {reason}"),
@@ -152,9 +225,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io { source, .. } | Self::Spawn { source, .. } | Self::ImageUnreadable { source, .. } => {
-                Some(source)
-            }
+            Self::Io { source, .. }
+            | Self::Spawn { source, .. }
+            | Self::ImageUnreadable { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -67,7 +67,10 @@ impl GuestDtb<'_> {
 
         // The hypervisor implements PSCI 1.0 for its guests over HVC (DEN 0022).
         let psci = fdt.begin_node("psci")?;
-        fdt.property_string_list("compatible", vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
+        fdt.property_string_list(
+            "compatible",
+            vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()],
+        )?;
         fdt.property_string("method", "hvc")?;
         fdt.end_node(psci)?;
 

@@ -37,19 +37,30 @@ impl Arm64Header {
             u64::from_le_bytes(word)
         };
         let image_size = le64(16);
-        let text_offset = if image_size == 0 { LEGACY_TEXT_OFFSET } else { le64(8) };
-        Some(Self { text_offset, image_size })
+        let text_offset = if image_size == 0 {
+            LEGACY_TEXT_OFFSET
+        } else {
+            le64(8)
+        };
+        Some(Self {
+            text_offset,
+            image_size,
+        })
     }
 }
 
 fn elf_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Elf { path: path.to_path_buf(), reason: reason.into() }
+    Error::Elf {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// The flat binary of an ELF: each `PT_LOAD` segment's file bytes at (its vaddr − the lowest
 /// vaddr), gaps zero-filled, ending at the last file-backed byte (so without trailing BSS).
 pub fn elf_to_flat(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
-    let file = ElfFile64::<Endianness>::parse(data).map_err(|e| elf_error(path, format!("not a 64-bit ELF: {e}")))?;
+    let file = ElfFile64::<Endianness>::parse(data)
+        .map_err(|e| elf_error(path, format!("not a 64-bit ELF: {e}")))?;
     let endian = file.endian();
     let segments: Vec<_> = file
         .elf_program_headers()
@@ -63,7 +74,9 @@ pub fn elf_to_flat(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
         .ok_or_else(|| elf_error(path, "no loadable segment with file contents"))?;
     let mut flat = Vec::new();
     for ph in segments {
-        let bytes = ph.data(endian, data).map_err(|_| elf_error(path, "a segment lies outside the file"))?;
+        let bytes = ph
+            .data(endian, data)
+            .map_err(|_| elf_error(path, "a segment lies outside the file"))?;
         let start = usize::try_from(ph.p_vaddr(endian) - lowest)
             .ok()
             .filter(|&start| start < 1 << 30)
@@ -89,10 +102,13 @@ pub struct SectionSizes {
 }
 
 pub fn section_sizes(path: &Path, data: &[u8]) -> Result<SectionSizes> {
-    let file = ElfFile64::<Endianness>::parse(data).map_err(|e| elf_error(path, format!("not a 64-bit ELF: {e}")))?;
+    let file = ElfFile64::<Endianness>::parse(data)
+        .map_err(|e| elf_error(path, format!("not a 64-bit ELF: {e}")))?;
     let mut sizes = SectionSizes::default();
     for section in file.sections() {
-        let SectionFlags::Elf { sh_flags } = section.flags() else { continue };
+        let SectionFlags::Elf { sh_flags } = section.flags() else {
+            continue;
+        };
         if sh_flags & u64::from(elf::SHF_ALLOC) == 0 {
             continue;
         }
@@ -108,6 +124,7 @@ pub fn section_sizes(path: &Path, data: &[u8]) -> Result<SectionSizes> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
 mod tests {
     use super::*;
 
@@ -123,13 +140,19 @@ mod tests {
     fn reads_an_arm64_image_header() {
         assert_eq!(
             Arm64Header::parse(&header(0x20_0000, 0x5000)),
-            Some(Arm64Header { text_offset: 0x20_0000, image_size: 0x5000 })
+            Some(Arm64Header {
+                text_offset: 0x20_0000,
+                image_size: 0x5000
+            })
         );
     }
 
     #[test]
     fn legacy_header_means_text_offset_0x80000() {
-        assert_eq!(Arm64Header::parse(&header(0x1234, 0)).map(|h| h.text_offset), Some(0x8_0000));
+        assert_eq!(
+            Arm64Header::parse(&header(0x1234, 0)).map(|h| h.text_offset),
+            Some(0x8_0000)
+        );
     }
 
     #[test]
@@ -140,6 +163,9 @@ mod tests {
 
     #[test]
     fn garbage_is_not_an_elf() {
-        assert!(matches!(elf_to_flat(Path::new("x"), b"not an elf"), Err(Error::Elf { .. })));
+        assert!(matches!(
+            elf_to_flat(Path::new("x"), b"not an elf"),
+            Err(Error::Elf { .. })
+        ));
     }
 }

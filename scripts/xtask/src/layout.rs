@@ -3,7 +3,8 @@
 //! with the hypervisor and then by the checks only the build tool can make (image BSS).
 
 use tessera_config::{
-    Board, Console, ExitAction, FaultPolicy, Image, MemRange, MemoryRegion, PAGE_SIZE, System, Vm, validate,
+    Board, Console, ExitAction, FaultPolicy, Image, MemRange, MemoryRegion, PAGE_SIZE, System, Vm,
+    validate,
 };
 
 use crate::dts::{ConsoleDesc, SystemDesc, VmDesc};
@@ -67,7 +68,11 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, images: Vec<Vec<u8>>) -> Resul
     let payload = vms.iter().map(VmPlan::payload_bytes).sum();
     let hv_region = hypervisor_region(board, payload);
     allocate_host_memory(board, hv_region, &desc.vms, &mut vms)?;
-    Ok(Plan { board: desc.board.clone(), hv_region, vms })
+    Ok(Plan {
+        board: desc.board.clone(),
+        hv_region,
+        vms,
+    })
 }
 
 fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> Result<VmPlan> {
@@ -75,11 +80,18 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> R
     let memory: Vec<MemoryRegion> = desc
         .memory
         .iter()
-        .map(|m| MemoryRegion { ipa: m.guest_base, pa: m.host_base.unwrap_or(0), size: m.size })
+        .map(|m| MemoryRegion {
+            ipa: m.guest_base,
+            pa: m.host_base.unwrap_or(0),
+            size: m.size,
+        })
         .collect();
     let console = match desc.console {
         ConsoleDesc::None => None,
-        ConsoleDesc::Uart { guest_base, interrupt } => Some(Console {
+        ConsoleDesc::Uart {
+            guest_base,
+            interrupt,
+        } => Some(Console {
             ipa: guest_base.unwrap_or(board.default_console_ipa),
             intid: interrupt.unwrap_or(board.default_console_intid),
         }),
@@ -91,12 +103,15 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> R
             if desc.load_offset.is_some() || desc.entry_offset.is_some() {
                 return Err(Error::OffsetsWithImageHeader { node: node() });
             }
-            if base % BLOCK_2M != 0 {
+            if !base.is_multiple_of(BLOCK_2M) {
                 return Err(Error::ImageBaseNotAligned { node: node(), base });
             }
             let load = base
                 .checked_add(header.text_offset)
-                .ok_or(Error::ImageOutsideMemory { node: node(), load_ipa: u64::MAX })?;
+                .ok_or(Error::ImageOutsideMemory {
+                    node: node(),
+                    load_ipa: u64::MAX,
+                })?;
             (load, load, header.image_size.max(image.len() as u64))
         }
         None => {
@@ -105,7 +120,10 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> R
             let load = base.checked_add(load_offset);
             let entry = base.checked_add(entry_offset);
             let (Some(load), Some(entry)) = (load, entry) else {
-                return Err(Error::ImageOutsideMemory { node: node(), load_ipa: u64::MAX });
+                return Err(Error::ImageOutsideMemory {
+                    node: node(),
+                    load_ipa: u64::MAX,
+                });
             };
             (load, entry, image.len() as u64)
         }
@@ -118,11 +136,17 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> R
         console,
     }
     .build()
-    .map_err(|e| Error::GuestDtb { node: node(), reason: e.to_string() })?;
+    .map_err(|e| Error::GuestDtb {
+        node: node(),
+        reason: e.to_string(),
+    })?;
     let loaded = MemRange::new(load_ipa, image_footprint);
     // Without a slot the DTB is put at the RAM base, where the validator (or, if the clash is
     // only with BSS, `Plan::check_footprints`) will refuse it.
-    let dtb_ipa = memory.first().and_then(|first| dtb_slot(first, &loaded, dtb.len() as u64)).unwrap_or(base);
+    let dtb_ipa = memory
+        .first()
+        .and_then(|first| dtb_slot(first, &loaded, dtb.len() as u64))
+        .unwrap_or(base);
     Ok(VmPlan {
         name: desc.name.clone(),
         node: node(),
@@ -163,7 +187,11 @@ fn dtb_slot(region: &MemoryRegion, image: &MemRange, dtb_size: u64) -> Option<u6
 /// up past its load address by the payload plus [`HV_RESERVE`].
 fn hypervisor_region(board: &Board<'_>, payload: u64) -> MemRange {
     let load = board.default_load_address;
-    let bank = board.ram.iter().find(|bank| bank.contains(load)).or(board.ram.first());
+    let bank = board
+        .ram
+        .iter()
+        .find(|bank| bank.contains(load))
+        .or(board.ram.first());
     let base = align_down(bank.map_or(load, |bank| bank.base), BLOCK_2M);
     let size = (load - base.min(load))
         .checked_add(payload)
@@ -175,7 +203,12 @@ fn hypervisor_region(board: &Board<'_>, payload: u64) -> MemRange {
 
 /// Gives each region without `host-base` the first 2 MiB-aligned free RAM after the
 /// hypervisor's region, in VM order, skipping the regions that have a `host-base`.
-fn allocate_host_memory(board: &Board<'_>, hv: MemRange, descs: &[VmDesc], vms: &mut [VmPlan]) -> Result<()> {
+fn allocate_host_memory(
+    board: &Board<'_>,
+    hv: MemRange,
+    descs: &[VmDesc],
+    vms: &mut [VmPlan],
+) -> Result<()> {
     let mut taken: Vec<MemRange> = descs
         .iter()
         .flat_map(|vm| &vm.memory)
@@ -198,7 +231,10 @@ fn allocate_host_memory(board: &Board<'_>, hv: MemRange, descs: &[VmDesc], vms: 
             let pa = banks
                 .iter()
                 .find_map(|bank| fit_in_bank(bank, cursor, region.size, &taken))
-                .ok_or_else(|| Error::OutOfRam { node: memory.node.clone(), size: region.size })?;
+                .ok_or_else(|| Error::OutOfRam {
+                    node: memory.node.clone(),
+                    size: region.size,
+                })?;
             region.pa = pa;
             let range = MemRange::new(pa, region.size);
             taken.push(range);
@@ -247,7 +283,11 @@ impl Plan {
                 cpus: &vm.cpus,
                 memory: &vm.memory,
                 console: vm.console,
-                image: Image { bytes: &vm.image, load_ipa: vm.load_ipa, entry_ipa: vm.entry_ipa },
+                image: Image {
+                    bytes: &vm.image,
+                    load_ipa: vm.load_ipa,
+                    entry_ipa: vm.entry_ipa,
+                },
                 dtb: &vm.dtb,
                 dtb_ipa: vm.dtb_ipa,
                 fault_policy: vm.fault_policy,
@@ -255,13 +295,21 @@ impl Plan {
                 on_system_reset: vm.on_system_reset,
             })
             .collect();
-        f(&System { board: &self.board, hv_region: self.hv_region, vms: &vms })
+        f(&System {
+            board: &self.board,
+            hv_region: self.hv_region,
+            vms: &vms,
+        })
     }
 
     /// Runs the validator the hypervisor also links, then the checks that need what the
     /// tables do not carry (an Image header's BSS).
     pub fn validate(&self, board: &Board<'_>) -> Result<()> {
-        self.with_system(|system| validate(board, system).map_err(|e| Error::Invalid { message: e.to_string() }))?;
+        self.with_system(|system| {
+            validate(board, system).map_err(|e| Error::Invalid {
+                message: e.to_string(),
+            })
+        })?;
         self.vms.iter().try_for_each(VmPlan::check_footprint)
     }
 }
@@ -269,22 +317,39 @@ impl Plan {
 impl VmPlan {
     /// The image with its BSS fits after its load address, and the DTB stays clear of it.
     fn check_footprint(&self) -> Result<()> {
-        let region = self.memory.iter().find(|r| r.ipa_range().contains(self.load_ipa));
-        let Some(room) = region.and_then(|r| r.ipa_range().end()).map(|end| end - self.load_ipa) else {
-            return Err(Error::ImageOutsideMemory { node: self.node.clone(), load_ipa: self.load_ipa });
+        let region = self
+            .memory
+            .iter()
+            .find(|r| r.ipa_range().contains(self.load_ipa));
+        let Some(room) = region
+            .and_then(|r| r.ipa_range().end())
+            .map(|end| end - self.load_ipa)
+        else {
+            return Err(Error::ImageOutsideMemory {
+                node: self.node.clone(),
+                load_ipa: self.load_ipa,
+            });
         };
         if self.image_footprint > room {
-            return Err(Error::ImageTooLarge { node: self.node.clone(), image_size: self.image_footprint, room });
+            return Err(Error::ImageTooLarge {
+                node: self.node.clone(),
+                image_size: self.image_footprint,
+                room,
+            });
         }
         let running = MemRange::new(self.load_ipa, self.image_footprint);
         if MemRange::new(self.dtb_ipa, self.dtb.len() as u64).overlaps(&running) {
-            return Err(Error::NoRoomForDtb { node: self.node.clone(), dtb_size: self.dtb.len() as u64 });
+            return Err(Error::NoRoomForDtb {
+                node: self.node.clone(),
+                dtb_size: self.dtb.len() as u64,
+            });
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
 mod tests {
     use super::*;
 
@@ -292,25 +357,49 @@ mod tests {
 
     #[test]
     fn dtb_goes_in_the_last_free_2m_slot() {
-        let region = MemoryRegion { ipa: 0x4000_0000, pa: 0, size: 32 * MIB };
+        let region = MemoryRegion {
+            ipa: 0x4000_0000,
+            pa: 0,
+            size: 32 * MIB,
+        };
         let image = MemRange::new(0x4020_0000, 0x1000);
         assert_eq!(dtb_slot(&region, &image, 0x800), Some(0x41e0_0000));
         // An image covering the top slot pushes the DTB one block down.
         let big = MemRange::new(0x41e0_0000, 2 * MIB);
         assert_eq!(dtb_slot(&region, &big, 0x800), Some(0x41c0_0000));
         // A region ending mid-block: the DTB still starts at a block and fits before the end.
-        let odd = MemoryRegion { ipa: 0x4000_0000, pa: 0, size: 3 * MIB };
-        assert_eq!(dtb_slot(&odd, &MemRange::new(0x4000_0000, 0x1000), 0x800), Some(0x4020_0000));
+        let odd = MemoryRegion {
+            ipa: 0x4000_0000,
+            pa: 0,
+            size: 3 * MIB,
+        };
+        assert_eq!(
+            dtb_slot(&odd, &MemRange::new(0x4000_0000, 0x1000), 0x800),
+            Some(0x4020_0000)
+        );
         // No slot at all.
-        let tiny = MemoryRegion { ipa: 0x4000_0000, pa: 0, size: MIB };
-        assert_eq!(dtb_slot(&tiny, &MemRange::new(0x4000_0000, 0x1000), 0x800), None);
+        let tiny = MemoryRegion {
+            ipa: 0x4000_0000,
+            pa: 0,
+            size: MIB,
+        };
+        assert_eq!(
+            dtb_slot(&tiny, &MemRange::new(0x4000_0000, 0x1000), 0x800),
+            None
+        );
     }
 
     #[test]
     fn allocation_skips_fixed_regions() {
         let bank = MemRange::new(0x4000_0000, 1024 * MIB);
-        let taken = [MemRange::new(0x4000_0000, 16 * MIB), MemRange::new(0x4100_0000, 3 * MIB)];
-        assert_eq!(fit_in_bank(&bank, 0x4100_0000, 4 * MIB, &taken), Some(0x4140_0000));
+        let taken = [
+            MemRange::new(0x4000_0000, 16 * MIB),
+            MemRange::new(0x4100_0000, 3 * MIB),
+        ];
+        assert_eq!(
+            fit_in_bank(&bank, 0x4100_0000, 4 * MIB, &taken),
+            Some(0x4140_0000)
+        );
         assert_eq!(fit_in_bank(&bank, 0x7fe0_0000, 4 * MIB, &taken), None);
     }
 }

@@ -3,7 +3,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use xtask::defmt_log::LogDecoder;
@@ -29,8 +28,12 @@ fn main() -> ExitCode {
     let rest = args.get(1..).unwrap_or_default();
     let (dts, extra) = split_dash_dash(rest);
     let result = match (command, dts.as_slice()) {
-        ("build", [dts]) => xtask::build(&ws, dts).map(|built| println!("{}", built.image.display())).map_err(|e| (e, dts)),
-        ("check", [dts]) => xtask::check(&ws, dts).map(|_| eprintln!("tessera: {} is valid", dts.display())).map_err(|e| (e, dts)),
+        ("build", [dts]) => xtask::build(&ws, dts)
+            .map(|built| println!("{}", built.image.display()))
+            .map_err(|e| (e, dts)),
+        ("check", [dts]) => xtask::check(&ws, dts)
+            .map(|_| eprintln!("tessera: {} is valid", dts.display()))
+            .map_err(|e| (e, dts)),
         ("run", []) => return run(&ws, &ws.root.join(DEFAULT_SYSTEM), extra),
         ("run", [dts]) => return run(&ws, dts, extra),
         ("help" | "--help" | "-h", _) => {
@@ -50,7 +53,10 @@ fn main() -> ExitCode {
 
 fn split_dash_dash(args: &[OsString]) -> (Vec<PathBuf>, Vec<OsString>) {
     match args.iter().position(|a| a == "--") {
-        Some(i) => (args[..i].iter().map(PathBuf::from).collect(), args[i + 1..].to_vec()),
+        Some(i) => (
+            args[..i].iter().map(PathBuf::from).collect(),
+            args[i + 1..].to_vec(),
+        ),
         None => (args.iter().map(PathBuf::from).collect(), Vec::new()),
     }
 }
@@ -84,16 +90,31 @@ fn run(ws: &Workspace, dts: &Path, extra_args: Vec<OsString>) -> ExitCode {
     }
 }
 
-fn boot(ws: &Workspace, dts: &Path, built: &xtask::Built, extra_args: Vec<OsString>) -> Result<ExitCode, Error> {
-    let stem = dts.file_stem().map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
+fn boot(
+    ws: &Workspace,
+    dts: &Path,
+    built: &xtask::Built,
+    extra_args: Vec<OsString>,
+) -> Result<ExitCode, Error> {
+    let stem = dts
+        .file_stem()
+        .map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
     let run_dir = ws.tessera_dir().join("run").join(stem);
-    std::fs::create_dir_all(&run_dir).map_err(|source| Error::Io { path: run_dir.clone(), source })?;
+    std::fs::create_dir_all(&run_dir).map_err(|source| Error::Io {
+        path: run_dir.clone(),
+        source,
+    })?;
     let mut qemu = Qemu::new(&built.image, &run_dir);
     qemu.extra_args = extra_args;
     let log = qemu.log_path();
     // A log from an earlier run would be decoded as if it were this one's.
     match std::fs::remove_file(&log) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io { path: log, source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Io {
+                path: log,
+                source: e,
+            });
+        }
         _ => {}
     }
     let decoder = match LogDecoder::load(&built.elf) {
@@ -105,17 +126,20 @@ fn boot(ws: &Workspace, dts: &Path, built: &xtask::Built, extra_args: Vec<OsStri
     };
     eprintln!("tessera: {}", qemu.display());
     eprintln!("tessera: (in {}; quit with Ctrl-A X)", run_dir.display());
-    let mut child = qemu
-        .command()
-        .spawn()
-        .map_err(|source| Error::Spawn { program: format!("{QEMU} (install it with scripts/setup-host.sh)"), source })?;
-    let exited = Arc::new(AtomicBool::new(false));
+    let mut child = qemu.command().spawn().map_err(|source| Error::Spawn {
+        program: format!("{QEMU} (install it with scripts/setup-host.sh)"),
+        source,
+    })?;
+    let exited = AtomicBool::new(false);
     let status = std::thread::scope(|scope| {
         if let Some(decoder) = &decoder {
-            let exited = Arc::clone(&exited);
-            let log = log.clone();
+            let (exited, log) = (&exited, &log);
             scope.spawn(move || {
-                let follow = decoder.follow(&log, || exited.load(Ordering::Acquire), |line| eprintln!("[hv] {line}"));
+                let follow = decoder.follow(
+                    log,
+                    || exited.load(Ordering::Acquire),
+                    |line| eprintln!("[hv] {line}"),
+                );
                 if let Err(error) = follow {
                     eprintln!("tessera: warning: {error}");
                 }
@@ -125,7 +149,9 @@ fn boot(ws: &Workspace, dts: &Path, built: &xtask::Built, extra_args: Vec<OsStri
         exited.store(true, Ordering::Release);
         status
     });
-    let status = status.map_err(|e| Error::Qemu { reason: e.to_string() })?;
+    let status = status.map_err(|e| Error::Qemu {
+        reason: e.to_string(),
+    })?;
     if status.success() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -21,7 +21,10 @@ pub fn board(name: &str) -> Result<&'static Board<'static>> {
     static QEMU_VIRT: Board<'static> = tessera_qemu_virt::PLATFORM;
     match name {
         "qemu-virt" => Ok(&QEMU_VIRT),
-        _ => Err(Error::UnknownBoard { board: name.into(), known: "qemu-virt" }),
+        _ => Err(Error::UnknownBoard {
+            board: name.into(),
+            known: "qemu-virt",
+        }),
     }
 }
 
@@ -38,7 +41,8 @@ impl Workspace {
     pub fn locate() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let root = root.canonicalize().unwrap_or(root);
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let target_dir =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
         Self { root, target_dir }
     }
 
@@ -49,7 +53,9 @@ impl Workspace {
 
     /// Where the outputs of one system go: `target/tessera/<board>/<system-stem>`.
     pub fn out_dir(&self, board: &str, dts: &Path) -> PathBuf {
-        let stem = dts.file_stem().map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
+        let stem = dts
+            .file_stem()
+            .map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
         self.tessera_dir().join(board).join(stem)
     }
 
@@ -59,7 +65,12 @@ impl Workspace {
         let dir = self.tessera_dir();
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join("build.lock");
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
         file.lock().map_err(io(&path))?;
         Ok(file)
     }
@@ -84,13 +95,20 @@ pub struct Built {
 pub fn check(ws: &Workspace, dts: &Path) -> Result<Plan> {
     let desc = dts::load(dts)?;
     let board = board(&desc.board)?;
-    let needs_cargo = desc.vms.iter().any(|vm| matches!(vm.image, ImageSource::Guest(_)));
+    let needs_cargo = desc
+        .vms
+        .iter()
+        .any(|vm| matches!(vm.image, ImageSource::Guest(_)));
     let _lock = if needs_cargo { Some(ws.lock()?) } else { None };
     plan_and_validate(ws, board, &desc)
 }
 
 fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Result<Plan> {
-    let images = desc.vms.iter().map(|vm| load_image(ws, vm)).collect::<Result<Vec<_>>>()?;
+    let images = desc
+        .vms
+        .iter()
+        .map(|vm| load_image(ws, vm))
+        .collect::<Result<Vec<_>>>()?;
     let plan = layout::plan(board, desc, images)?;
     plan.validate(board)?;
     Ok(plan)
@@ -106,8 +124,12 @@ fn load_image(ws: &Workspace, vm: &dts::VmDesc) -> Result<Vec<u8>> {
         ImageSource::Guest(guest) => {
             let package = format!("tessera-guest-{guest}");
             eprintln!("tessera: building guest {package} for {}", vm.node);
-            let elf = cargo_build(ws, &["-p", &package], &[])
-                .map_err(|reason| Error::GuestBuild { node: vm.node.clone(), guest: guest.clone(), reason })?;
+            let elf =
+                cargo_build(ws, &["-p", &package], &[]).map_err(|reason| Error::GuestBuild {
+                    node: vm.node.clone(),
+                    guest: guest.clone(),
+                    reason,
+                })?;
             let data = fs::read(&elf).map_err(io(&elf))?;
             image::elf_to_flat(&elf, &data)
         }
@@ -119,16 +141,27 @@ fn load_image(ws: &Workspace, vm: &dts::VmDesc) -> Result<Vec<u8>> {
 fn cargo_build(ws: &Workspace, args: &[&str], env: &[(&str, &Path)]) -> Result<PathBuf, String> {
     let mut command = ws.cargo();
     command
-        .args(["build", "--target", TARGET, "--release", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = command.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !output.status.success() {
-        return Err(format!("cargo exited with {} (its messages are above)", output.status));
+        return Err(format!(
+            "cargo exited with {} (its messages are above)",
+            output.status
+        ));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     stdout
@@ -153,8 +186,12 @@ pub fn build(ws: &Workspace, dts: &Path) -> Result<Built> {
 
     let package = format!("tessera-{}", board.name);
     eprintln!("tessera: building {package}");
-    let built = cargo_build(ws, &["-p", &package, "--bin", &package], &[("TESSERA_SYSTEM_RS", &system_rs)])
-        .map_err(|reason| Error::HypervisorBuild { reason })?;
+    let built = cargo_build(
+        ws,
+        &["-p", &package, "--bin", &package],
+        &[("TESSERA_SYSTEM_RS", &system_rs)],
+    )
+    .map_err(|reason| Error::HypervisorBuild { reason })?;
     let elf = out_dir.join("tessera.elf");
     fs::copy(&built, &elf).map_err(io(&built))?;
     let elf_bytes = fs::read(&elf).map_err(io(&elf))?;
@@ -164,13 +201,21 @@ pub fn build(ws: &Workspace, dts: &Path) -> Result<Built> {
     tables::write_if_changed(&image, &flat)?;
     let sizes = image::section_sizes(&elf, &elf_bytes)?;
     print_summary(&plan, &sizes, flat.len() as u64);
-    Ok(Built { plan, system_rs, elf, image })
+    Ok(Built {
+        plan,
+        system_rs,
+        elf,
+        image,
+    })
 }
 
 /// The image must boot as an arm64 Image and, with its BSS, fit in `hv_region` above the
 /// load address.
 fn check_hypervisor_image(board: &Board<'_>, plan: &Plan, path: &Path, flat: &[u8]) -> Result<()> {
-    let fail = |reason: String| Error::HypervisorImage { path: path.to_path_buf(), reason };
+    let fail = |reason: String| Error::HypervisorImage {
+        path: path.to_path_buf(),
+        reason,
+    };
     let Some(header) = Arm64Header::parse(flat) else {
         return Err(fail(format!(
             "no arm64 Image header (magic {:?} at offset 56): the platform's entry code must start with one",
@@ -178,7 +223,9 @@ fn check_hypervisor_image(board: &Board<'_>, plan: &Plan, path: &Path, flat: &[u
         )));
     };
     let region = plan.hv_region;
-    let room = region.size.saturating_sub(board.default_load_address.saturating_sub(region.base));
+    let room = region
+        .size
+        .saturating_sub(board.default_load_address.saturating_sub(region.base));
     if header.image_size > room {
         return Err(fail(format!(
             "image_size {:#x} does not fit the {room:#x} bytes of the hypervisor region after the load address {:#x}",

@@ -20,7 +20,11 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn new(kernel: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> Self {
-        Self { kernel: kernel.into(), run_dir: run_dir.into(), extra_args: Vec::new() }
+        Self {
+            kernel: kernel.into(),
+            run_dir: run_dir.into(),
+            extra_args: Vec::new(),
+        }
     }
 
     /// The arguments, without the program name. They match the board in
@@ -67,4 +71,3 @@ impl Qemu {
         self.run_dir.join(crate::defmt_log::LOG_FILE)
     }
 }
-

@@ -35,7 +35,10 @@ fn the_guest_tree_describes_memory_cpus_psci_console_and_chosen() {
         assert_eq!(cpu.cells("reg"), [index], "vCPU index = MPIDR Aff0");
         assert_eq!(cpu.str("enable-method"), "psci");
     }
-    assert!(nodes.iter().all(|n| n.name != "cpu@2"), "beta has two vCPUs");
+    assert!(
+        nodes.iter().all(|n| n.name != "cpu@2"),
+        "beta has two vCPUs"
+    );
 
     let psci = node(&nodes, "psci");
     assert_eq!(psci.strings("compatible"), ["arm,psci-1.0", "arm,psci-0.2"]);
@@ -52,11 +55,23 @@ fn the_guest_tree_describes_memory_cpus_psci_console_and_chosen() {
 fn every_memory_region_console_override_and_bootargs_appear() {
     let plan = Fixture::new("everything").check().unwrap();
     let nodes = parse_fdt(&plan.vms[0].dtb);
-    assert_eq!(node(&nodes, "memory@80000000").u64s("reg"), [0x8000_0000, 0x100_0000]);
-    assert_eq!(node(&nodes, "memory@90000000").u64s("reg"), [0x9000_0000, 0x40_0000]);
-    assert_eq!(node(&nodes, "chosen").str("bootargs"), "console=ttyAMA0 quiet");
+    assert_eq!(
+        node(&nodes, "memory@80000000").u64s("reg"),
+        [0x8000_0000, 0x100_0000]
+    );
+    assert_eq!(
+        node(&nodes, "memory@90000000").u64s("reg"),
+        [0x9000_0000, 0x40_0000]
+    );
+    assert_eq!(
+        node(&nodes, "chosen").str("bootargs"),
+        "console=ttyAMA0 quiet"
+    );
     assert_eq!(node(&nodes, "chosen").str("stdout-path"), "/uart@1c090000");
-    assert_eq!(node(&nodes, "uart@1c090000").u64s("reg"), [0x1c09_0000, 0x1000]);
+    assert_eq!(
+        node(&nodes, "uart@1c090000").u64s("reg"),
+        [0x1c09_0000, 0x1000]
+    );
     assert_eq!(node(&nodes, "cpu@1").cells("reg"), [1]);
 }
 

@@ -23,7 +23,13 @@ fn every_optional_property_is_read() {
     let plan = Fixture::new("everything").check().unwrap();
     let alpha = &plan.vms[0];
     assert_eq!(alpha.cpus, [3, 1]);
-    assert_eq!(alpha.console, Some(Console { ipa: 0x1c09_0000, intid: 37 }));
+    assert_eq!(
+        alpha.console,
+        Some(Console {
+            ipa: 0x1c09_0000,
+            intid: 37
+        })
+    );
     assert_eq!(alpha.load_ipa, 0x8008_0000);
     assert_eq!(alpha.entry_ipa, 0x8008_0040);
     assert_eq!(alpha.fault_policy, FaultPolicy::Stop);
@@ -42,7 +48,9 @@ fn every_optional_property_is_read() {
 #[test]
 fn unknown_property() {
     let (error, message) = Fixture::new("unknown-property").error();
-    assert!(matches!(&error, Error::UnknownProperty { node, property } if node == "/vms/alpha" && property == "colour"));
+    assert!(
+        matches!(&error, Error::UnknownProperty { node, property } if node == "/vms/alpha" && property == "colour")
+    );
     assert_eq!(message, "/vms/alpha: unknown property `colour`");
 }
 
@@ -56,32 +64,54 @@ fn unknown_node() {
 #[test]
 fn bad_cells() {
     let (error, message) = Fixture::new("bad-cells").error();
-    assert!(matches!(&error, Error::BadCells { node, property, found_bytes: 4, .. }
-        if node == "/vms/alpha/memory" && property == "size"));
-    assert!(message.starts_with("/vms/alpha/memory: property `size` must be a 64-bit number"), "{message}");
+    assert!(
+        matches!(&error, Error::BadCells { node, property, found_bytes: 4, .. }
+        if node == "/vms/alpha/memory" && property == "size")
+    );
+    assert!(
+        message.starts_with("/vms/alpha/memory: property `size` must be a 64-bit number"),
+        "{message}"
+    );
 }
 
 #[test]
 fn missing_required_property() {
     let (error, message) = Fixture::new("missing-property").error();
-    assert!(matches!(&error, Error::MissingProperty { node, property: "size" } if node == "/vms/alpha/memory"));
-    assert_eq!(message, "/vms/alpha/memory: missing required property `size`");
+    assert!(
+        matches!(&error, Error::MissingProperty { node, property: "size" } if node == "/vms/alpha/memory")
+    );
+    assert_eq!(
+        message,
+        "/vms/alpha/memory: missing required property `size`"
+    );
 }
 
 #[test]
 fn missing_image_file() {
     let fixture = Fixture::new("missing-image");
     let (error, message) = fixture.error();
-    let expected = fixture.dir.path().canonicalize().unwrap().join("does-not-exist.img");
-    assert!(matches!(&error, Error::ImageUnreadable { node, path, .. } if node == "/vms/alpha" && *path == expected));
-    assert!(message.starts_with("/vms/alpha: cannot read image "), "{message}");
+    let expected = fixture
+        .dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("does-not-exist.img");
+    assert!(
+        matches!(&error, Error::ImageUnreadable { node, path, .. } if node == "/vms/alpha" && *path == expected)
+    );
+    assert!(
+        message.starts_with("/vms/alpha: cannot read image "),
+        "{message}"
+    );
     assert!(message.contains("does-not-exist.img"), "{message}");
 }
 
 #[test]
 fn not_utf8() {
     let (error, message) = Fixture::new("not-utf8").error();
-    assert!(matches!(&error, Error::NotUtf8 { node, property } if node == "/vms/alpha" && property == "bootargs"));
+    assert!(
+        matches!(&error, Error::NotUtf8 { node, property } if node == "/vms/alpha" && property == "bootargs")
+    );
     assert_eq!(message, "/vms/alpha: property `bootargs` is not UTF-8");
 }
 
@@ -89,14 +119,22 @@ fn not_utf8() {
 fn guest_and_image_conflict() {
     let (error, message) = Fixture::new("guest-and-image").error();
     assert!(matches!(&error, Error::Conflict { node, .. } if node == "/vms/alpha"));
-    assert_eq!(message, "/vms/alpha: `guest` and `image` cannot both be given");
+    assert_eq!(
+        message,
+        "/vms/alpha: `guest` and `image` cannot both be given"
+    );
 }
 
 #[test]
 fn bad_value() {
     let (error, message) = Fixture::new("bad-value").error();
-    assert!(matches!(&error, Error::BadValue { node, property, .. } if node == "/vms/alpha" && property == "fault-policy"));
-    assert_eq!(message, "/vms/alpha: property `fault-policy` is \"ignore\", but it must be \"inject\" or \"stop\"");
+    assert!(
+        matches!(&error, Error::BadValue { node, property, .. } if node == "/vms/alpha" && property == "fault-policy")
+    );
+    assert_eq!(
+        message,
+        "/vms/alpha: property `fault-policy` is \"ignore\", but it must be \"inject\" or \"stop\""
+    );
 }
 
 #[test]
@@ -105,5 +143,8 @@ fn dtc_errors_carry_dtc_messages() {
     let dts = dir.path().join("broken.dts");
     std::fs::write(&dts, "/dts-v1/;\n/ { vms { a { }; a { }; }; };\n").unwrap();
     let error = xtask::check(&xtask::Workspace::locate(), &dts).unwrap_err();
-    assert!(matches!(&error, Error::Dtc { stderr } if stderr.contains("Duplicate node name")), "{error}");
+    assert!(
+        matches!(&error, Error::Dtc { stderr } if stderr.contains("Duplicate node name")),
+        "{error}"
+    );
 }

@@ -36,7 +36,10 @@ fn allocation_skips_memory_pinned_with_host_base() {
     // hypervisor, in order.
     let plan = Fixture::new("everything").check().unwrap();
     assert_eq!(plan.vms[0].memory[0].pa, 0x6000_0000);
-    assert_eq!(plan.vms[0].memory[1].pa, plan.hv_region.base + plan.hv_region.size);
+    assert_eq!(
+        plan.vms[0].memory[1].pa,
+        plan.hv_region.base + plan.hv_region.size
+    );
     assert_eq!(plan.vms[1].memory[0].pa, plan.vms[0].memory[1].pa + 4 * MIB);
 }
 
@@ -45,7 +48,10 @@ fn an_arm64_image_loads_at_text_offset_and_is_entered_there() {
     let image = arm64_image(0x20_0000, 0x30_0000, 0x1_0000);
     let plan = Fixture::with_image("valid", &image).check().unwrap();
     let alpha = &plan.vms[0];
-    assert_eq!((alpha.load_ipa, alpha.entry_ipa), (0x4020_0000, 0x4020_0000));
+    assert_eq!(
+        (alpha.load_ipa, alpha.entry_ipa),
+        (0x4020_0000, 0x4020_0000)
+    );
     assert_eq!(alpha.image_footprint, 0x30_0000, "image_size counts BSS");
     assert_eq!(alpha.dtb_ipa, 0x41e0_0000);
 }
@@ -55,9 +61,15 @@ fn an_arm64_image_whose_bss_does_not_fit_is_refused() {
     // 64 KiB of file, but 40 MiB once running: more than the 32 MiB VM has.
     let image = arm64_image(0x20_0000, 40 * MIB, 0x1_0000);
     let (error, message) = Fixture::with_image("valid", &image).error();
-    assert!(matches!(error, Error::ImageTooLarge { ref node, image_size, room }
-        if node == "/vms/alpha" && image_size == 40 * MIB && room == 30 * MIB), "{message}");
-    assert!(message.starts_with("/vms/alpha: the image needs 41943040 bytes (with its BSS)"), "{message}");
+    assert!(
+        matches!(error, Error::ImageTooLarge { ref node, image_size, room }
+        if node == "/vms/alpha" && image_size == 40 * MIB && room == 30 * MIB),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("/vms/alpha: the image needs 41943040 bytes (with its BSS)"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -27,7 +27,9 @@ fn system_rs_defines_system_with_payload_blobs_by_absolute_path() {
     assert!(text.contains("console: None,"));
     assert!(text.contains("fault_policy: FaultPolicy::Stop,"));
     assert!(text.contains("MemoryRegion { ipa: 0x80000000, pa: 0x60000000, size: 0x1000000 },"));
-    assert!(text.contains("image: Image { bytes: &VM0_IMAGE.0, load_ipa: 0x80080000, entry_ipa: 0x80080040 },"));
+    assert!(text.contains(
+        "image: Image { bytes: &VM0_IMAGE.0, load_ipa: 0x80080000, entry_ipa: 0x80080040 },"
+    ));
 }
 
 #[test]
@@ -39,5 +41,8 @@ fn rewriting_identical_tables_keeps_their_mtime() {
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     xtask::tables::write(&plan, &fixture.dts, &out).unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before
+    );
 }

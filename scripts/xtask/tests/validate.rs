@@ -15,12 +15,18 @@ fn invalid(fixture: &str) -> String {
 
 #[test]
 fn cpu_given_to_two_vms() {
-    assert_eq!(invalid("cpu-twice"), "/vms/beta: CPU 0 is already given to /vms/alpha");
+    assert_eq!(
+        invalid("cpu-twice"),
+        "/vms/beta: CPU 0 is already given to /vms/alpha"
+    );
 }
 
 #[test]
 fn cpu_not_on_board() {
-    assert_eq!(invalid("cpu-not-on-board"), "/vms/alpha: CPU 7 does not exist on this board (it has CPUs 0..3)");
+    assert_eq!(
+        invalid("cpu-not-on-board"),
+        "/vms/alpha: CPU 7 does not exist on this board (it has CPUs 0..3)"
+    );
 }
 
 #[test]
@@ -33,7 +39,10 @@ fn overlapping_host_memory() {
 
 #[test]
 fn memory_outside_board_ram() {
-    assert_eq!(invalid("outside-ram"), "/vms/alpha: memory 0x20000000..0x22000000 is not inside the board's RAM");
+    assert_eq!(
+        invalid("outside-ram"),
+        "/vms/alpha: memory 0x20000000..0x22000000 is not inside the board's RAM"
+    );
 }
 
 #[test]
@@ -61,5 +70,8 @@ fn image_larger_than_vm_memory() {
 /// addresses: the VM name is the node name without it (`alpha@0`, `alpha@1`).
 #[test]
 fn duplicate_vm_names() {
-    assert_eq!(invalid("duplicate-names"), "/vms/alpha: a second VM has the same name");
+    assert_eq!(
+        invalid("duplicate-names"),
+        "/vms/alpha: a second VM has the same name"
+    );
 }

@@ -31,7 +31,9 @@ pub struct Property {
 }
 
 fn malformed(reason: impl Into<String>) -> Error {
-    Error::MalformedDtb { reason: reason.into() }
+    Error::MalformedDtb {
+        reason: reason.into(),
+    }
 }
 
 fn be32(blob: &[u8], offset: usize) -> Result<u32> {
@@ -48,12 +50,16 @@ pub fn read(blob: &[u8]) -> Result<Node> {
         return Err(malformed("bad magic"));
     }
     let total = be32(blob, 4)? as usize;
-    let blob = blob.get(..total).ok_or_else(|| malformed("totalsize exceeds the blob"))?;
+    let blob = blob
+        .get(..total)
+        .ok_or_else(|| malformed("totalsize exceeds the blob"))?;
     let struct_offset = be32(blob, 8)? as usize;
     let strings_offset = be32(blob, 12)? as usize;
     let version = be32(blob, 20)?;
     if version < 17 {
-        return Err(malformed(format!("version {version} (17 or later is needed)")));
+        return Err(malformed(format!(
+            "version {version} (17 or later is needed)"
+        )));
     }
     let strings_size = be32(blob, 32)? as usize;
     let struct_size = be32(blob, 36)? as usize;
@@ -65,7 +71,11 @@ pub fn read(blob: &[u8]) -> Result<Node> {
         .checked_add(struct_size)
         .and_then(|end| blob.get(struct_offset..end))
         .ok_or_else(|| malformed("structure block out of bounds"))?;
-    let mut reader = Reader { structure, strings, offset: 0 };
+    let mut reader = Reader {
+        structure,
+        strings,
+        offset: 0,
+    };
     let token = reader.token()?;
     if token != FDT_BEGIN_NODE {
         return Err(malformed("the structure block does not start with a node"));
@@ -97,9 +107,15 @@ impl Reader<'_> {
 
     /// A NUL-terminated string starting at `offset` of `bytes`.
     fn c_str(bytes: &[u8], offset: usize, what: &str) -> Result<String> {
-        let tail = bytes.get(offset..).ok_or_else(|| malformed(format!("{what} out of bounds")))?;
-        let len = tail.iter().position(|&b| b == 0).ok_or_else(|| malformed(format!("{what} not terminated")))?;
-        String::from_utf8(tail[..len].to_vec()).map_err(|_| malformed(format!("{what} is not UTF-8")))
+        let tail = bytes
+            .get(offset..)
+            .ok_or_else(|| malformed(format!("{what} out of bounds")))?;
+        let len = tail
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| malformed(format!("{what} not terminated")))?;
+        String::from_utf8(tail[..len].to_vec())
+            .map_err(|_| malformed(format!("{what} is not UTF-8")))
     }
 
     fn align(&mut self) {
@@ -114,7 +130,11 @@ impl Reader<'_> {
         let name = Self::c_str(self.structure, self.offset, "node name")?;
         self.offset += name.len() + 1;
         self.align();
-        let mut node = Node { name, properties: Vec::new(), children: Vec::new() };
+        let mut node = Node {
+            name,
+            properties: Vec::new(),
+            children: Vec::new(),
+        };
         loop {
             match self.token()? {
                 FDT_PROP => {
@@ -125,25 +145,36 @@ impl Reader<'_> {
                         .offset
                         .checked_add(len)
                         .and_then(|end| self.structure.get(self.offset..end))
-                        .ok_or_else(|| malformed(format!("property of node `{}` out of bounds", node.name)))?
+                        .ok_or_else(|| {
+                            malformed(format!("property of node `{}` out of bounds", node.name))
+                        })?
                         .to_vec();
                     self.offset += len;
                     self.align();
                     let name = Self::c_str(self.strings, name_offset, "property name")?;
                     if !node.children.is_empty() {
-                        return Err(malformed(format!("property `{name}` after a child node in `{}`", node.name)));
+                        return Err(malformed(format!(
+                            "property `{name}` after a child node in `{}`",
+                            node.name
+                        )));
                     }
                     node.properties.push(Property { name, value });
                 }
                 FDT_BEGIN_NODE => node.children.push(self.node(depth + 1)?),
                 FDT_END_NODE => return Ok(node),
-                other => return Err(malformed(format!("unexpected token {other:#x} in node `{}`", node.name))),
+                other => {
+                    return Err(malformed(format!(
+                        "unexpected token {other:#x} in node `{}`",
+                        node.name
+                    )));
+                }
             }
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
 mod tests {
     use super::*;
 
@@ -162,7 +193,13 @@ mod tests {
     fn reads_what_vm_fdt_writes() {
         let root = read(&sample()).unwrap();
         assert_eq!(root.name, "");
-        assert_eq!(root.properties[0], Property { name: "compatible".into(), value: b"x\0".to_vec() });
+        assert_eq!(
+            root.properties[0],
+            Property {
+                name: "compatible".into(),
+                value: b"x\0".to_vec()
+            }
+        );
         assert_eq!(root.children[0].name, "child@1");
         assert_eq!(root.children[0].properties[0].value, 7u32.to_be_bytes());
     }

@@ -23,7 +23,9 @@ impl Fixture {
 
     pub fn with_image(name: &str, image: &[u8]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.dts"));
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("{name}.dts"));
         let dts = dir.path().join(format!("{name}.dts"));
         std::fs::copy(&source, &dts).unwrap();
         std::fs::write(dir.path().join("guest.img"), image).unwrap();
@@ -61,23 +63,41 @@ pub struct FlatNode {
 
 impl FlatNode {
     pub fn prop(&self, name: &str) -> Option<&[u8]> {
-        self.props.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.props
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
     pub fn str(&self, name: &str) -> &str {
-        let value = self.prop(name).unwrap_or_else(|| panic!("{}: no `{name}`", self.name));
+        let value = self
+            .prop(name)
+            .unwrap_or_else(|| panic!("{}: no `{name}`", self.name));
         std::str::from_utf8(value.strip_suffix(b"\0").unwrap()).unwrap()
     }
     pub fn strings(&self, name: &str) -> Vec<&str> {
         let value = self.prop(name).unwrap();
-        value.strip_suffix(b"\0").unwrap().split(|&b| b == 0).map(|s| std::str::from_utf8(s).unwrap()).collect()
+        value
+            .strip_suffix(b"\0")
+            .unwrap()
+            .split(|&b| b == 0)
+            .map(|s| std::str::from_utf8(s).unwrap())
+            .collect()
     }
     pub fn cells(&self, name: &str) -> Vec<u32> {
-        let value = self.prop(name).unwrap_or_else(|| panic!("{}: no `{name}`", self.name));
-        value.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
+        let value = self
+            .prop(name)
+            .unwrap_or_else(|| panic!("{}: no `{name}`", self.name));
+        value
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect()
     }
     /// Cells read in pairs as 64-bit numbers (`#address-cells = #size-cells = 2`).
     pub fn u64s(&self, name: &str) -> Vec<u64> {
-        self.cells(name).chunks_exact(2).map(|p| (u64::from(p[0]) << 32) | u64::from(p[1])).collect()
+        self.cells(name)
+            .chunks_exact(2)
+            .map(|p| (u64::from(p[0]) << 32) | u64::from(p[1]))
+            .collect()
     }
 }
 
@@ -95,7 +115,10 @@ pub fn parse_fdt(blob: &[u8]) -> Vec<FlatNode> {
     let mut items = tree.items();
     while let Some(item) = items.next().unwrap() {
         match item {
-            DevTreeItem::Node(node) => nodes.push(FlatNode { name: node.name().unwrap().to_owned(), props: Vec::new() }),
+            DevTreeItem::Node(node) => nodes.push(FlatNode {
+                name: node.name().unwrap().to_owned(),
+                props: Vec::new(),
+            }),
             DevTreeItem::Prop(prop) => {
                 let entry = (prop.name().unwrap().to_owned(), prop.raw().to_vec());
                 nodes.last_mut().unwrap().props.push(entry);
@@ -106,5 +129,8 @@ pub fn parse_fdt(blob: &[u8]) -> Vec<FlatNode> {
 }
 
 pub fn node<'a>(nodes: &'a [FlatNode], name: &str) -> &'a FlatNode {
-    nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node `{name}` in {nodes:#?}"))
+    nodes
+        .iter()
+        .find(|n| n.name == name)
+        .unwrap_or_else(|| panic!("no node `{name}` in {nodes:#?}"))
 }
