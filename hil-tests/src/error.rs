@@ -9,7 +9,8 @@ use crate::console::Line;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug)]
+/// `Debug` shows the same text as `Display`, so a test's `.unwrap()` prints the console tail
+/// readably.
 pub enum Error {
     /// A command the harness runs (cargo, qemu) could not start or failed.
     Command {
@@ -54,6 +55,13 @@ pub enum Error {
 }
 
 impl std::error::Error for Error {}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        fmt::Display::fmt(self, f)
+    }
+}
 
 fn write_tail(f: &mut fmt::Formatter<'_>, tail: &[Line]) -> fmt::Result {
     writeln!(f, "--- last {} console lines ---", tail.len())?;

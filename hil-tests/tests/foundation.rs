@@ -113,13 +113,7 @@ fn foundation_input_reaches_only_the_focused_vm() {
         .console()
         .assert_absent_from("alpha", "pong", switched)
         .unwrap();
-    let alpha_pongs = target
-        .console()
-        .lines_since(start)
-        .iter()
-        .filter(|line| line.is_from("alpha", "pong"))
-        .count();
-    assert_eq!(alpha_pongs, 1);
+    assert_eq!(target.console().count_from("alpha", "pong", start), 1);
 }
 
 /// 3. Alpha powering off leaves beta running, and the hypervisor reports alpha's SYSTEM_OFF.
@@ -133,9 +127,10 @@ fn foundation_alpha_off_leaves_beta_running() {
     target
         .expect_line_from("alpha", "alpha: system off", EXPECT_TIMEOUT)
         .unwrap();
-    target
+    let said = target
         .expect_hv_log(hv_before, hv_says::ALPHA_SYSTEM_OFF, EXPECT_TIMEOUT)
         .unwrap();
+    eprintln!("hv log: {said}");
 
     let after_off = target.mark();
     target.send(b"ping\r").unwrap(); // still focused on alpha, which is off
@@ -193,9 +188,10 @@ fn foundation_fault_stop_stops_only_alpha() {
     let hv_before = hv_log_len(&*target);
     let poked = target.mark();
     target.send(b"poke 10000000\r").unwrap();
-    target
+    let said = target
         .expect_hv_log(hv_before, hv_says::ALPHA_STOPPED, EXPECT_TIMEOUT)
         .unwrap();
+    eprintln!("hv log: {said}");
 
     target.mark();
     target
