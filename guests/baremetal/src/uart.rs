@@ -66,9 +66,8 @@ impl Uart {
     pub const unsafe fn new(base: usize) -> Self {
         // SAFETY: the caller guarantees `base` is a live register frame; tock-registers only
         // does volatile accesses through this reference.
-        Self {
-            registers: unsafe { &*(base as *const Registers) },
-        }
+        let registers = unsafe { &*(base as *const Registers) };
+        Self { registers }
     }
 
     /// Masks all UART interrupts: the guest polls (no GIC driver yet).

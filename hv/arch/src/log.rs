@@ -24,11 +24,11 @@ static HANDLE: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Chooses the sink; call once the MMU is on. Opening the semihosting file may fail (then
 /// nothing is logged).
 pub fn init(sink: Sink) {
-    if sink == Sink::Semihosting {
-        if let Some(handle) = semihosting::open_write(b"hv.defmt\0") {
-            HANDLE.store(handle, Ordering::Relaxed);
-            SINK.store(SINK_SEMIHOSTING, Ordering::Release);
-        }
+    if sink == Sink::Semihosting
+        && let Some(handle) = semihosting::open_write(b"hv.defmt\0")
+    {
+        HANDLE.store(handle, Ordering::Relaxed);
+        SINK.store(SINK_SEMIHOSTING, Ordering::Release);
     }
 }
 

@@ -76,10 +76,10 @@ pub fn on_uart_interrupt(platform: &Platform) {
         // Bounded: the PL011 FIFO holds at most 32 bytes, and we stop at 64.
         for _ in 0..64 {
             let Some(byte) = uart.read_byte() else { break };
-            if let Input::ToVm { vm, .. } = mux.host_input(byte, &mut write_out(uart)) {
-                if let Some(flag) = refill.get_mut(vm) {
-                    *flag = true;
-                }
+            if let Input::ToVm { vm, .. } = mux.host_input(byte, &mut write_out(uart))
+                && let Some(flag) = refill.get_mut(vm)
+            {
+                *flag = true;
             }
         }
     }

@@ -259,10 +259,10 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     loop {
         // Idle until this vCPU is asked to start. Interrupts (the console, a kick) wake us.
         let (entry, context) = loop {
-            if runtime.state() == VmState::Running {
-                if let Some(start) = slot.take_pending() {
-                    break start;
-                }
+            if runtime.state() == VmState::Running
+                && let Some(start) = slot.take_pending()
+            {
+                break start;
             }
             tessera_arch::cpu::wait_for_interrupt();
             handle_interrupts(platform);
@@ -347,10 +347,10 @@ fn data_abort(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, abort:
             let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
             match console::guest_access(vm_index, offset, &access, exit::mmio_write_value(&access, value)) {
                 Ok(read) => {
-                    if let Some(raw) = read {
-                        if !access.reg_is_zero() {
-                            regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
-                        }
+                    if let Some(raw) = read
+                        && !access.reg_is_zero()
+                    {
+                        regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
                     }
                     regs.elr = regs.elr.wrapping_add(4);
                     return;

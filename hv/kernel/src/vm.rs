@@ -96,11 +96,10 @@ pub struct VmRuntime {
 
 impl VmRuntime {
     const fn new() -> Self {
-        const SLOT: VcpuSlot = VcpuSlot::new();
         Self {
             state: AtomicU8::new(STATE_STOPPED),
             generation: AtomicU32::new(0),
-            vcpus: [SLOT; MAX_VCPUS],
+            vcpus: [const { VcpuSlot::new() }; MAX_VCPUS],
             uart: spin::Mutex::new(SbsaUart::new()),
             vttbr: AtomicU64::new(0),
         }
@@ -139,7 +138,4 @@ impl VmRuntime {
     }
 }
 
-pub static VMS: [VmRuntime; MAX_VMS] = {
-    const VM: VmRuntime = VmRuntime::new();
-    [VM; MAX_VMS]
-};
+pub static VMS: [VmRuntime; MAX_VMS] = [const { VmRuntime::new() }; MAX_VMS];
