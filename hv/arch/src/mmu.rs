@@ -105,9 +105,9 @@ mod tests {
     #[test]
     fn ram_is_normal_devices_are_device_rest_is_unmapped() {
         let ram = [(0x4000_0000, 0x4000_0000)];
-        assert_eq!(l1_entry(1, &ram) & 0b11100, ATTR_NORMAL | DESC_BLOCK);
+        assert_eq!(l1_entry(1, &ram) & 0b11111, ATTR_NORMAL | DESC_BLOCK);
         assert_eq!(l1_entry(0, &ram) & DESC_XN, DESC_XN);
-        assert_eq!(l1_entry(0, &ram) & 0b11100, ATTR_DEVICE | DESC_BLOCK);
+        assert_eq!(l1_entry(0, &ram) & 0b11111, ATTR_DEVICE | DESC_BLOCK);
         assert_eq!(l1_entry(4, &ram), 0);
     }
 }
