@@ -20,6 +20,8 @@ mod hv_says {
     pub const ALPHA_SYSTEM_OFF: &[&str] = &["alpha", "off"];
     /// VM alpha took a fault and was stopped (fault-policy "stop").
     pub const ALPHA_STOPPED: &[&str] = &["alpha", "stop"];
+    /// VM beta called PSCI SYSTEM_RESET and is being restarted.
+    pub const BETA_RESTARTING: &[&str] = &["beta", "restart", "reset"];
 }
 
 /// Heartbeats beta must print after something happened to alpha.
@@ -221,5 +223,52 @@ fn foundation_boots_with_4_and_2_host_cpus() {
     target
         .console()
         .expect_count_from("beta", "heartbeat", 2, EXPECT_TIMEOUT)
+        .unwrap();
+}
+
+/// 6. Beta's PSCI SYSTEM_RESET (on-system-reset defaults to "restart") restarts beta alone,
+/// both of its vCPUs, from a fresh copy of its image; alpha keeps answering throughout.
+#[test]
+fn foundation_reset_restarts_only_that_vm() {
+    let mut target = boot(FOUNDATION, 4);
+    wait_ready(&*target, true);
+
+    target.send(&mux_switch(1)).unwrap();
+    target
+        .expect_line_from("mux", "input -> beta", EXPECT_TIMEOUT)
+        .unwrap();
+    let hv_before = hv_log_len(&*target);
+    let reset = target.mark();
+    target.send(b"reset\r").unwrap();
+    let said = target
+        .expect_hv_log(hv_before, hv_says::BETA_RESTARTING, EXPECT_TIMEOUT)
+        .unwrap();
+    eprintln!("hv log: {said}");
+    target
+        .expect_line_from("beta", "hello from beta: el1, 2 cpus", EXPECT_TIMEOUT)
+        .unwrap();
+    target
+        .expect_line_from("beta", "beta: cpu 1 up", EXPECT_TIMEOUT)
+        .unwrap();
+    target
+        .expect_line_from("beta", "beta: heartbeat 1", EXPECT_TIMEOUT)
+        .unwrap();
+    assert_eq!(
+        target.console().count_from("beta", "hello from beta", reset),
+        1,
+        "beta restarted exactly once"
+    );
+
+    target.send(&mux_switch(0)).unwrap();
+    target
+        .expect_line_from("mux", "input -> alpha", EXPECT_TIMEOUT)
+        .unwrap();
+    target.send(b"ping\r").unwrap();
+    target
+        .expect_line_from("alpha", "pong alpha", EXPECT_TIMEOUT)
+        .unwrap();
+    target
+        .console()
+        .assert_absent_from("alpha", "hello from alpha", reset)
         .unwrap();
 }
