@@ -225,8 +225,17 @@ fn cells(value: &[u8], index: u32, count: u32) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// QEMU 10.0 `-M virt -cpu cortex-a57 -smp 2 -m 1G -machine dumpdtb=…`.
-    const QEMU_VIRT_DTB: &[u8] = include_bytes!("../testdata/qemu-virt-smp2.dtb");
+    /// QEMU 10.0 `-M virt -cpu cortex-a57 -smp 2 -m 1G -machine dumpdtb=…`, kept as source
+    /// (`dtc -O dts`) and compiled with dtc here: binaries are never committed.
+    fn qemu_virt_dtb() -> Vec<u8> {
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/qemu-virt-smp2.dts");
+        let output = std::process::Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", source])
+            .output()
+            .expect("dtc runs (scripts/setup-host.sh installs it)");
+        assert!(output.status.success(), "dtc failed: {}", String::from_utf8_lossy(&output.stderr));
+        output.stdout
+    }
 
     fn aligned(blob: &[u8]) -> Vec<u32> {
         let mut words = vec![0u32; blob.len().div_ceil(4)];
@@ -249,7 +258,7 @@ mod tests {
 
     #[test]
     fn qemu_virt_tree() {
-        let words = aligned(QEMU_VIRT_DTB);
+        let words = aligned(&qemu_virt_dtb());
         let tree = open(as_bytes(&words)).unwrap();
         let platform = scan(&tree).unwrap();
         assert_eq!(platform.name(), "native");
@@ -263,7 +272,7 @@ mod tests {
 
     #[test]
     fn open_rejects_bad_blobs() {
-        let words = aligned(QEMU_VIRT_DTB);
+        let words = aligned(&qemu_virt_dtb());
         let bytes = as_bytes(&words);
         assert_eq!(open(&bytes[..100]).err(), Some(DtError::BadBlob));
         assert_eq!(open(&bytes[4..]).err(), Some(DtError::BadBlob));

@@ -66,9 +66,19 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
     }
     drop(pool);
 
+    // boot.S gives the primary index 0; the board must agree that it is CPU 0.
     let boot_cpu = tessera_arch::cpu::index();
+    let boot_mpidr = tessera_arch::cpu::mpidr();
+    if platform.board.cpus.first().map(|desc| desc.mpidr) != Some(boot_mpidr) {
+        defmt::error!("booted on MPIDR {=u64:#x}, but the board's CPU 0 is another; halting", boot_mpidr);
+        tessera_arch::cpu::halt();
+    }
     for (cpu, desc) in platform.board.cpus.iter().enumerate() {
         if cpu == boot_cpu {
+            continue;
+        }
+        if cpu >= tessera_arch::MAX_CPUS {
+            defmt::warn!("CPU {=usize} not started: this build supports {=usize} CPUs", cpu, tessera_arch::MAX_CPUS);
             continue;
         }
         let status = tessera_arch::smccc::cpu_on(conduit(platform), desc.mpidr, cpu);
