@@ -227,7 +227,7 @@ fn foundation_boots_with_4_and_2_host_cpus() {
 }
 
 /// 6. Beta's PSCI SYSTEM_RESET (on-system-reset defaults to "restart") restarts beta alone,
-/// both of its vCPUs, from a fresh copy of its image; alpha keeps answering throughout.
+///    both of its vCPUs, from a fresh copy of its image; alpha keeps answering throughout.
 #[test]
 fn foundation_reset_restarts_only_that_vm() {
     let mut target = boot(FOUNDATION, 4);
