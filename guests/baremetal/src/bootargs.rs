@@ -5,6 +5,7 @@
 //! | `heartbeat` | decimal milliseconds, > 0 | print `<name>: heartbeat <k>` every period |
 //! | `smp` | `1` (or `0`) | start every other CPU in the DT with PSCI CPU_ON |
 //! | `poke` | hex address | one 32-bit store there at boot (fault test) |
+//! | `rt` | `1` (or `0`) | take interrupts: heartbeat from the virtual timer, UART RX interrupt |
 //!
 //! Unknown keys and bad values are reported through a callback and otherwise ignored, so a
 //! typo never stops the guest from booting.
@@ -19,6 +20,8 @@ pub struct Bootargs {
     pub smp: bool,
     /// Address to store to at boot.
     pub poke: Option<u64>,
+    /// Real-time mode: GICv3, virtual-timer heartbeat, interrupt-driven console.
+    pub rt: bool,
 }
 
 /// Why one bootargs word was ignored.
@@ -61,16 +64,19 @@ impl Bootargs {
                     }
                     None => false,
                 },
-                "smp" => match value {
-                    "1" => {
-                        args.smp = true;
+                "smp" => match flag(value) {
+                    Some(on) => {
+                        args.smp = on;
                         true
                     }
-                    "0" => {
-                        args.smp = false;
+                    None => false,
+                },
+                "rt" => match flag(value) {
+                    Some(on) => {
+                        args.rt = on;
                         true
                     }
-                    _ => false,
+                    None => false,
                 },
                 "poke" => match hex::parse_u64(value) {
                     Some(address) => {
@@ -89,6 +95,15 @@ impl Bootargs {
             }
         }
         args
+    }
+}
+
+/// `1` or `0`.
+fn flag(value: &str) -> Option<bool> {
+    match value {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -111,28 +126,29 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000");
+        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1");
         assert!(problems.is_empty());
         assert_eq!(
             args,
             Bootargs {
                 heartbeat_ms: Some(250),
                 smp: true,
-                poke: Some(0x1000_0000)
+                poke: Some(0x1000_0000),
+                rt: true,
             }
         );
     }
 
     #[test]
     fn later_words_override_and_zero_disables() {
-        let (args, _) = parse("heartbeat=100 smp=1 heartbeat=0 smp=0");
+        let (args, _) = parse("heartbeat=100 smp=1 rt=1 heartbeat=0 smp=0 rt=0");
         assert_eq!(args, Bootargs::default());
     }
 
     #[test]
     fn problems_are_reported_and_skipped() {
         let (args, problems) =
-            parse("console=ttyAMA0 quiet heartbeat=fast smp=2 poke=zz heartbeat=7");
+            parse("console=ttyAMA0 quiet heartbeat=fast smp=2 poke=zz rt=yes heartbeat=7");
         assert_eq!(
             args,
             Bootargs {
@@ -148,6 +164,7 @@ mod tests {
                 Problem::BadValue("heartbeat=fast"),
                 Problem::BadValue("smp=2"),
                 Problem::BadValue("poke=zz"),
+                Problem::BadValue("rt=yes"),
             ]
         );
         assert_eq!(problems[0].to_string(), "unknown bootarg 'console=ttyAMA0'");

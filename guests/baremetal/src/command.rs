@@ -10,6 +10,7 @@ pub const HELP: &[&str] = &[
     "poke <hex> [hex]  32-bit store (default value 0), then 'poke done'",
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
+    "jitter            heartbeat lateness: count, min/avg/max in ns",
     "help              this text",
 ];
 
@@ -31,6 +32,7 @@ pub enum Command<'a> {
         function: u32,
     },
     Help,
+    Jitter,
     Unknown(&'a str),
     /// A known command with missing, extra or malformed arguments; holds the usage line.
     Usage(&'static str),
@@ -51,7 +53,8 @@ impl<'a> Command<'a> {
             "off" if no_args => Command::Off,
             "reset" if no_args => Command::Reset,
             "help" if no_args => Command::Help,
-            "ping" | "off" | "reset" | "help" => Command::Usage(usage(name)),
+            "jitter" if no_args => Command::Jitter,
+            "ping" | "off" | "reset" | "help" | "jitter" => Command::Usage(usage(name)),
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {
@@ -100,6 +103,7 @@ mod tests {
         assert_eq!(Command::parse("off"), Command::Off);
         assert_eq!(Command::parse("reset"), Command::Reset);
         assert_eq!(Command::parse("help"), Command::Help);
+        assert_eq!(Command::parse("jitter"), Command::Jitter);
     }
 
     #[test]
@@ -136,6 +140,7 @@ mod tests {
     fn bad_arguments_give_usage() {
         for line in [
             "ping 1",
+            "jitter now",
             "poke",
             "poke xyz",
             "poke 0x1 0x100000000",
