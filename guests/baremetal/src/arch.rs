@@ -1,5 +1,7 @@
-//! The guest's only unsafe code: entry, exception vectors, system registers, PSCI/SMCCC calls
-//! and the raw loads and stores behind `peek`/`poke`.
+//! The guest's unsafe code (with `gic.rs` and `uart.rs`, which bind MMIO frames): entry,
+//! exception vectors, system registers (including the GIC CPU interface and the virtual
+//! timer), PSCI/SMCCC calls, the IRQ-masking cell and the raw loads and stores behind
+//! `peek`/`poke`.
 //!
 //! Register encodings cite the Arm ARM (DDI 0487); PSCI function IDs cite DEN 0022 (PSCI 1.1);
 //! the Image header is Linux's `Documentation/arch/arm64/booting.rst`.
@@ -87,8 +89,11 @@ park:
     b       park
     .ltorg
 
-    // 16 entries of 0x80 bytes (D1.10.2). Each saves x0/x1, puts its index in x0 and joins
-    // the common path, which saves a `Frame` and calls `el1_exception(index, &mut Frame)`.
+    // 16 entries of 0x80 bytes (D1.10.2). Each saves x0/x1, reads CNTVCT_EL0 at once (the
+    // third instruction after the exception: the IRQ vector's timestamp for heartbeat
+    // lateness; exception entry is context synchronizing, so no ISB is needed), puts its
+    // index in x0 and joins the common path, which saves a `Frame` and calls
+    // `el1_exception(index, &mut Frame)`.
     .section .text.vectors, "ax"
     .balign 0x800
 vectors:
@@ -96,6 +101,8 @@ vectors:
     .balign 0x80
     sub     sp, sp, #{frame_size}
     stp     x0, x1, [sp, #0]
+    mrs     x1, cntvct_el0
+    str     x1, [sp, #{entry_count}]
     mov     x0, #\index
     b       exception_common
     .endr
@@ -144,6 +151,7 @@ exception_common:
     eret
 "#,
     frame_size = const core::mem::size_of::<Frame>(),
+    entry_count = const core::mem::offset_of!(Frame, entry_count),
 );
 
 unsafe extern "C" {
@@ -151,13 +159,14 @@ unsafe extern "C" {
     fn secondary_entry();
 }
 
-/// What the vector stub saves: x0–x30, ELR_EL1, SPSR_EL1 (16-byte multiple for SP alignment).
+/// What the vector stub saves: x0–x30, ELR_EL1, SPSR_EL1, and CNTVCT_EL0 as read on entry
+/// (16-byte multiple for SP alignment).
 #[repr(C)]
 pub struct Frame {
     pub x: [u64; 31],
     pub elr: u64,
     pub spsr: u64,
-    _pad: u64,
+    pub entry_count: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<Frame>() == 272);
@@ -167,6 +176,9 @@ const _: () = assert!(core::mem::size_of::<Frame>() == 272);
 pub struct VectorIndex(pub u64);
 
 impl VectorIndex {
+    /// IRQ from the current EL with SP_ELx (offset 0x280): the guest runs with SPSel = 1.
+    pub const IRQ_CURRENT_EL_SPX: VectorIndex = VectorIndex(5);
+
     pub fn kind(self) -> &'static str {
         match self.0 % 4 {
             0 => "sync",
@@ -179,6 +191,10 @@ impl VectorIndex {
 
 #[unsafe(no_mangle)]
 extern "C" fn el1_exception(index: u64, frame: &mut Frame) {
+    if VectorIndex(index) == VectorIndex::IRQ_CURRENT_EL_SPX && crate::interrupt(frame.entry_count)
+    {
+        return;
+    }
     let syndrome = Syndrome {
         esr: esr_el1(),
         far: far_el1(),
@@ -252,6 +268,178 @@ pub fn cntvct_el0() -> u64 {
         asm!("isb", "mrs {}, cntvct_el0", out(reg) value, options(nomem, nostack, preserves_flags))
     };
     value
+}
+
+/// Masks IRQs (PSTATE.I) and returns the previous DAIF.
+pub fn irq_save() -> u64 {
+    let daif: u64;
+    // SAFETY: reading DAIF and masking IRQs only changes whether interrupts are taken; the
+    // compiler must not move memory accesses across it (no `nomem`), so it orders the
+    // critical section.
+    unsafe {
+        asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack, preserves_flags))
+    };
+    daif
+}
+
+/// Restores DAIF as [`irq_save`] returned it.
+pub fn irq_restore(daif: u64) {
+    // SAFETY: as for `irq_save`; this only restores the mask bits saved there.
+    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack, preserves_flags)) };
+}
+
+/// Unmasks IRQs (PSTATE.I = 0).
+pub fn irq_enable() {
+    // SAFETY: the vectors are installed and the handler is ready before the GIC signals.
+    unsafe { asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
+}
+
+/// Waits for an interrupt. With IRQs masked this still wakes on a pending one (DDI 0487
+/// D1.11.2), which is how the console loop sleeps without missing a wake-up.
+pub fn wait_for_interrupt() {
+    // SAFETY: wfi only waits; it touches no memory. Not `nomem`: state written by a handler
+    // while we slept must be re-read after it.
+    unsafe { asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+}
+
+/// State shared between the boot CPU's console loop and its IRQ handler. Access goes
+/// through [`IrqCell::with`], which masks IRQs, so the two never overlap.
+///
+/// Only the boot CPU may use it (the secondaries park with IRQs masked and never touch
+/// guest state); with that, masking IRQs is mutual exclusion. `with` must not be nested on
+/// the same cell (the closures in `guest.rs` call no code that does).
+pub struct IrqCell<T>(core::cell::UnsafeCell<T>);
+
+// SAFETY: see the type's documentation: one CPU, and IRQs masked for every access.
+unsafe impl<T: Send> Sync for IrqCell<T> {}
+
+impl<T> IrqCell<T> {
+    pub const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let daif = irq_save();
+        // SAFETY: IRQs are masked, so the handler cannot run; only the boot CPU uses the cell
+        // and calls are not nested (type documentation), so this is the only reference.
+        let result = f(unsafe { &mut *self.0.get() });
+        irq_restore(daif);
+        result
+    }
+}
+
+/// The GICv3 CPU interface, through its system registers (IHI 0069H §12.2; the `S3_…`
+/// encodings are from its Table 12-1, so no assembler GIC extension is needed).
+pub mod icc {
+    use core::arch::asm;
+
+    /// ICC_SRE_EL1 (S3_0_C12_C12_5): SRE, bit 0.
+    pub fn enable_system_registers() -> bool {
+        let sre: u64;
+        // SAFETY: setting ICC_SRE_EL1.SRE selects the system-register interface for this EL;
+        // the guest never uses the memory-mapped CPU interface. Read back: a higher EL may
+        // keep it RAZ/WI.
+        unsafe {
+            asm!(
+                "mrs {t}, S3_0_C12_C12_5",
+                "orr {t}, {t}, #1",
+                "msr S3_0_C12_C12_5, {t}",
+                "isb",
+                "mrs {t}, S3_0_C12_C12_5",
+                t = out(reg) sre,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        sre & 1 == 1
+    }
+
+    /// ICC_PMR_EL1 (S3_0_C4_C6_0): the priority mask; 0xff lets every priority through.
+    pub fn set_priority_mask(mask: u8) {
+        // SAFETY: writing the priority mask only filters which interrupts are signalled.
+        unsafe {
+            asm!("msr S3_0_C4_C6_0, {}", in(reg) u64::from(mask), options(nomem, nostack, preserves_flags))
+        };
+    }
+
+    /// ICC_BPR1_EL1 (S3_0_C12_C12_3) = 0 and ICC_CTLR_EL1 (S3_0_C12_C12_4).EOImode (bit 1)
+    /// = 0: a write to ICC_EOIR1_EL1 both drops the priority and deactivates.
+    pub fn set_eoi_mode_0() {
+        // SAFETY: these only change grouping and EOI behaviour of this CPU interface.
+        unsafe {
+            asm!(
+                "msr S3_0_C12_C12_3, xzr",
+                "mrs {t}, S3_0_C12_C12_4",
+                "bic {t}, {t}, #2",
+                "msr S3_0_C12_C12_4, {t}",
+                t = out(reg) _,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+    }
+
+    /// ICC_IGRPEN1_EL1 (S3_0_C12_C12_7): Enable, bit 0.
+    pub fn enable_group1() {
+        // SAFETY: enables signalling of Group 1 interrupts to this CPU; IRQs stay masked in
+        // PSTATE until the guest unmasks them.
+        unsafe {
+            asm!("mov {t}, #1", "msr S3_0_C12_C12_7, {t}", "isb", t = out(reg) _, options(nomem, nostack, preserves_flags))
+        };
+    }
+
+    /// ICC_IAR1_EL1 (S3_0_C12_C12_0): acknowledges the highest-priority pending Group 1
+    /// interrupt.
+    pub fn acknowledge() -> u64 {
+        let iar: u64;
+        // SAFETY: acknowledging changes GIC state (pending -> active), which is the point; the
+        // handler ends every acknowledged INTID below 1020 with `end_of_interrupt`.
+        unsafe {
+            asm!("mrs {}, S3_0_C12_C12_0", out(reg) iar, options(nomem, nostack, preserves_flags))
+        };
+        iar
+    }
+
+    /// ICC_EOIR1_EL1 (S3_0_C12_C12_1): priority drop and (EOImode 0) deactivation.
+    pub fn end_of_interrupt(intid: u32) {
+        // SAFETY: ends an interrupt this CPU acknowledged.
+        unsafe {
+            asm!("msr S3_0_C12_C12_1, {}", "isb", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags))
+        };
+    }
+}
+
+/// The EL1 virtual timer (DDI 0487 D12.8.18–19: CNTV_CTL_EL0, CNTV_CVAL_EL0).
+pub mod virtual_timer {
+    use core::arch::asm;
+
+    /// CNTV_CTL_EL0.ENABLE (bit 0); IMASK (bit 1) clear.
+    const ENABLE: u64 = 1;
+
+    /// Fires when CNTVCT_EL0 reaches `deadline`.
+    pub fn arm(deadline: u64) {
+        // SAFETY: programming this EL1 timer only raises its PPI at the deadline.
+        unsafe {
+            asm!(
+                "msr cntv_cval_el0, {d}",
+                "msr cntv_ctl_el0, {c}",
+                "isb",
+                d = in(reg) deadline,
+                c = in(reg) ENABLE,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+    }
+
+    /// Stops the timer (and drops its interrupt line).
+    pub fn disarm() {
+        // SAFETY: as above.
+        unsafe {
+            asm!(
+                "msr cntv_ctl_el0, xzr",
+                "isb",
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+    }
 }
 
 /// MPIDR_EL1 affinity fields Aff3..Aff0, as a DT `cpu` node's `reg` holds them.

@@ -1,4 +1,12 @@
-//! The guest proper: boot report, secondary CPUs, the console loop and the heartbeat.
+//! The guest proper: boot report, secondary CPUs, the console loop and the heartbeat, polled
+//! (default) or interrupt-driven (`rt=1`).
+//!
+//! In rt mode the virtual timer's interrupt drives the heartbeat: the handler measures how
+//! late it ran (CNTVCT_EL0 read in the vector, minus the deadline), records it and arms the
+//! next deadline; the console loop prints, and sleeps in WFI in between. The UART's receive
+//! interrupt (if the DT names one) fills a queue the loop drains; otherwise the loop polls
+//! the UART each time it wakes. Handler and loop share [`RT`], an `IrqCell`: the loop masks
+//! IRQs to touch it, and only the boot CPU takes interrupts.
 //!
 //! One CPU owns the console loop. Secondaries print one line each while the boot CPU waits
 //! for them, so there is never concurrent output and no lock. (With the MMU off all memory is
@@ -11,9 +19,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tessera_guest_baremetal::bootargs::Bootargs;
 use tessera_guest_baremetal::command::{Command, HELP};
 use tessera_guest_baremetal::dt::{self, Conduit, MAX_CPUS, Platform};
+use tessera_guest_baremetal::gic::{self, Interrupt, Trigger};
+use tessera_guest_baremetal::jitter::{self, JitterStats};
 use tessera_guest_baremetal::line::{Action, LineEditor};
+use tessera_guest_baremetal::rx::RxQueue;
 
-use crate::arch::{self, Syndrome, VectorIndex};
+use crate::arch::{self, IrqCell, Syndrome, VectorIndex, icc, virtual_timer};
+use crate::gicv3::GicV3;
 use crate::uart::Uart;
 
 /// The UART used before the device tree is read (and by the exception handler until then):
@@ -27,6 +39,56 @@ static CONDUIT_IS_SMC: AtomicBool = AtomicBool::new(false);
 static CPU_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// How long to wait for a secondary to report, in counter ticks (set from CNTFRQ).
 static CPU_UP_TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(0);
+/// CNTFRQ_EL0, for nanoseconds.
+static FREQUENCY: AtomicU64 = AtomicU64::new(0);
+/// What the IRQ handler and the console loop share (rt mode; the statistics in both modes).
+static RT: IrqCell<RtState> = IrqCell::new(RtState::new());
+
+/// The interrupt side of the guest.
+struct RtState {
+    /// The GIC is up and the handler may acknowledge interrupts.
+    ready: bool,
+    timer_intid: u32,
+    uart_intid: Option<u32>,
+    /// Heartbeat period and the armed deadline, in ticks.
+    period: Option<u64>,
+    deadline: u64,
+    /// Heartbeats so far, and the lateness of the last one (ticks).
+    beats: u64,
+    last_late: u64,
+    stats: JitterStats,
+    rx: RxQueue,
+}
+
+impl RtState {
+    const fn new() -> Self {
+        Self {
+            ready: false,
+            timer_intid: gic::DEFAULT_VIRTUAL_TIMER_INTID,
+            uart_intid: None,
+            period: None,
+            deadline: 0,
+            beats: 0,
+            last_late: 0,
+            stats: JitterStats::new(),
+            rx: RxQueue::new(),
+        }
+    }
+
+    /// The virtual timer fired; `entry_count` is CNTVCT_EL0 as the vector read it.
+    fn timer_fired(&mut self, entry_count: u64) {
+        let Some(period) = self.period else {
+            virtual_timer::disarm();
+            return;
+        };
+        let late = jitter::lateness_ticks(entry_count, self.deadline);
+        self.stats.record(late);
+        self.beats += 1;
+        self.last_late = late;
+        self.deadline = jitter::next_deadline(self.deadline, period, arch::cntvct_el0());
+        virtual_timer::arm(self.deadline);
+    }
+}
 
 /// The console UART.
 fn uart() -> Uart {
@@ -62,6 +124,35 @@ fn conduit() -> Conduit {
     } else {
         Conduit::Hvc
     }
+}
+
+/// Called by the IRQ vector with CNTVCT_EL0 as read on entry. Acknowledges and handles
+/// every pending Group 1 interrupt. False if the GIC is not set up (then it is reported as an
+/// unexpected exception).
+pub(crate) fn interrupt(entry_count: u64) -> bool {
+    RT.with(|state| {
+        if !state.ready {
+            return false;
+        }
+        loop {
+            let intid = gic::iar_intid(icc::acknowledge());
+            if intid >= gic::FIRST_SPECIAL_INTID {
+                break;
+            }
+            if intid == state.timer_intid {
+                state.timer_fired(entry_count);
+            } else if Some(intid) == state.uart_intid {
+                // Drain the FIFO so the level-triggered line drops.
+                let uart = uart();
+                while let Some(byte) = uart.try_read_byte() {
+                    state.rx.push(byte);
+                }
+                uart.clear_rx_interrupt();
+            }
+            icc::end_of_interrupt(intid);
+        }
+        true
+    })
 }
 
 /// Called by the vector stub. Returns true to skip the faulting instruction and carry on.
@@ -107,6 +198,7 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
         CONDUIT_IS_SMC.store(conduit == Conduit::Smc, Ordering::Relaxed);
     }
     let frequency = arch::cntfrq_el0();
+    FREQUENCY.store(frequency, Ordering::Relaxed);
     CPU_UP_TIMEOUT_TICKS.store(frequency, Ordering::Relaxed); // one second
 
     let args = Bootargs::parse(platform.bootargs, |problem| {
@@ -125,9 +217,77 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
     }
     let heartbeat_ticks = args
         .heartbeat_ms
-        .and_then(|ms| frequency.checked_mul(u64::from(ms)))
-        .map(|ticks| (ticks / 1000).max(1));
+        .and_then(|ms| jitter::period_ticks(ms, frequency));
+    if args.rt {
+        match start_rt(&platform, heartbeat_ticks) {
+            Some(uart_interrupt) => run_rt(name, heartbeat_ticks, uart_interrupt),
+            None => say!("{name}: rt mode needs a GIC"),
+        }
+    }
     run(name, heartbeat_ticks)
+}
+
+/// Brings up the GIC, the timer PPI and (if the DT has one) the UART SPI, arms the first
+/// heartbeat and unmasks IRQs. `None` if rt mode is not possible (the caller polls instead);
+/// otherwise whether the UART is interrupt-driven.
+fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
+    let name = platform.name();
+    let regions = platform.gic?;
+    let mpidr = arch::mpidr_el1() & arch::MPIDR_AFFINITY_MASK;
+    // SAFETY: the frames come from this guest's device tree; natively the guest is the only
+    // software, under Tessera they are its vGIC. This is the boot CPU.
+    let gic = match unsafe { GicV3::init(regions, mpidr) } {
+        Ok(gic) => gic,
+        Err(error) => {
+            say!("{name}: gic: {error}");
+            return None;
+        }
+    };
+    let timer = platform.virtual_timer.unwrap_or_else(|| {
+        say!(
+            "{name}: no timer interrupt in the device tree; using intid {}",
+            gic::DEFAULT_VIRTUAL_TIMER_INTID
+        );
+        Interrupt {
+            intid: gic::DEFAULT_VIRTUAL_TIMER_INTID,
+            trigger: Trigger::Level,
+        }
+    });
+    if let Err(error) = gic.enable_ppi(timer) {
+        say!("{name}: gic: {error}");
+        return None;
+    }
+    let uart_intid = platform
+        .uart_interrupt
+        .and_then(|irq| match gic.enable_spi(irq, mpidr) {
+            Ok(()) => {
+                uart().enable_rx_interrupt();
+                Some(irq.intid)
+            }
+            Err(error) => {
+                say!("{name}: gic: {error}; polling the uart");
+                None
+            }
+        });
+    say!(
+        "{name}: rt mode: gicv3 {:#x}, redistributor {:#x}, timer intid {}, {}",
+        regions.distributor.0,
+        gic.redistributor_base,
+        timer.intid,
+        UartMode(uart_intid)
+    );
+    RT.with(|state| {
+        state.timer_intid = timer.intid;
+        state.uart_intid = uart_intid;
+        state.period = period;
+        state.ready = true;
+        if let Some(period) = period {
+            state.deadline = arch::cntvct_el0().wrapping_add(period);
+            virtual_timer::arm(state.deadline);
+        }
+    });
+    arch::irq_enable();
+    Some(uart_intid.is_some())
 }
 
 fn hello(platform: &Platform<'_>) {
@@ -192,7 +352,73 @@ fn poke(address: u64, value: u32) {
     say!("poke done");
 }
 
-/// The console loop: poll the UART and the heartbeat deadline, forever.
+/// `uart intid <n>` or `uart polled`, for the rt report line.
+struct UartMode(Option<u32>);
+
+impl core::fmt::Display for UartMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(intid) => write!(f, "uart intid {intid}"),
+            None => write!(f, "uart polled"),
+        }
+    }
+}
+
+/// The rt console loop: sleep until an interrupt, then print what the handler recorded and
+/// feed what it received. Without a UART interrupt, the UART is polled at every wake (so a
+/// typed line waits for the next heartbeat); with neither, the loop spins.
+fn run_rt(name: &str, period: Option<u64>, uart_interrupt: bool) -> ! {
+    let mut shell = Shell {
+        name,
+        editor: LineEditor::new(),
+        dirty: true,
+    };
+    shell.prompt();
+    let may_sleep = uart_interrupt || period.is_some();
+    let mut printed: u64 = 0;
+    loop {
+        let (beats, late) = RT.with(|state| {
+            if may_sleep && state.beats == printed && state.rx.is_empty() {
+                // IRQs are masked here: a pending interrupt still wakes WFI, and the handler
+                // runs when `with` unmasks, so no wake-up is lost between check and sleep.
+                arch::wait_for_interrupt();
+            }
+            (state.beats, state.last_late)
+        });
+        if beats != printed {
+            let late_ns = jitter::ticks_to_ns(late, FREQUENCY.load(Ordering::Relaxed));
+            shell.interrupting_line(|| say!("{name}: heartbeat {beats} late {late_ns}ns"));
+            if beats / 10 != printed / 10 {
+                say_jitter(name);
+            }
+            printed = beats;
+        }
+        while let Some(byte) = RT.with(|state| state.rx.pop()) {
+            shell.feed(byte);
+        }
+        if !uart_interrupt {
+            while let Some(byte) = uart().try_read_byte() {
+                shell.feed(byte);
+            }
+        }
+    }
+}
+
+/// `<name>: jitter n=<n> min=<ns> avg=<ns> max=<ns>`: heartbeat lateness so far.
+fn say_jitter(name: &str) {
+    let summary = RT
+        .with(|state| state.stats)
+        .summary(FREQUENCY.load(Ordering::Relaxed));
+    say!(
+        "{name}: jitter n={} min={} avg={} max={}",
+        summary.count,
+        summary.min_ns,
+        summary.avg_ns,
+        summary.max_ns
+    );
+}
+
+/// The polled console loop: poll the UART and the heartbeat deadline, forever.
 fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
     let mut shell = Shell {
         name,
@@ -208,16 +434,13 @@ fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
         }
         if let (Some(due), Some(period)) = (deadline, heartbeat_ticks) {
             let now = arch::cntvct_el0();
-            // Wrapping comparison: "now is at or past due".
-            if now.wrapping_sub(due) < u64::MAX / 2 {
+            if jitter::is_due(now, due) {
                 beats += 1;
+                // Polled lateness (how long the loop took to notice), for `jitter`.
+                RT.with(|state| state.stats.record(jitter::lateness_ticks(now, due)));
                 shell.interrupting_line(|| say!("{name}: heartbeat {beats}"));
                 // Skip missed beats rather than bursting to catch up.
-                let mut next = due.wrapping_add(period);
-                if now.wrapping_sub(next) < u64::MAX / 2 {
-                    next = now.wrapping_add(period);
-                }
-                deadline = Some(next);
+                deadline = Some(jitter::next_deadline(due, period, now));
             }
         }
         core::hint::spin_loop();
@@ -307,6 +530,7 @@ impl Shell<'_> {
                 let x0 = arch::smccc(Conduit::Hvc, function, 0, 0, 0);
                 say!("hvc {function:#x} -> x0={x0:#x}");
             }
+            Command::Jitter => say_jitter(name),
             Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
             Command::Usage(usage) => say!("usage: {usage}"),
         }

@@ -1,12 +1,13 @@
-//! A polled driver for the SBSA Generic UART, the PL011 subset that Tessera emulates and
-//! that QEMU's `virt` PL011 also implements.
+//! A driver for the SBSA Generic UART, the PL011 subset that Tessera emulates and that QEMU's
+//! `virt` PL011 also implements. Transmit is polled; receive is polled, or (`rt=1` with a
+//! UART interrupt in the device tree) signalled by the receive and receive-timeout interrupts.
 //!
 //! Registers: Arm Base System Architecture (DEN 0094) Appendix B "Generic UART", and the
 //! PL011 TRM (DDI 0183G) §3.3 for the bit layouts.
 
 use core::convert::Infallible;
 
-use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
@@ -70,9 +71,21 @@ impl Uart {
         Self { registers }
     }
 
-    /// Masks all UART interrupts: the guest polls (no GIC driver yet).
+    /// Masks all UART interrupts (polled mode; `rt=1` unmasks receive later).
     pub fn init(&self) {
         self.registers.imsc.set(0);
+    }
+
+    /// Unmasks the receive (RXIM) and receive-timeout (RTIM) interrupts, so that a byte in the
+    /// receive FIFO raises the UART's line whether or not the FIFO is enabled.
+    pub fn enable_rx_interrupt(&self) {
+        self.registers.icr.write(INT::RX::SET + INT::RT::SET);
+        self.registers.imsc.modify(INT::RX::SET + INT::RT::SET);
+    }
+
+    /// Clears the receive interrupts after the FIFO was drained (UARTICR).
+    pub fn clear_rx_interrupt(&self) {
+        self.registers.icr.write(INT::RX::SET + INT::RT::SET);
     }
 
     pub fn write_byte(&self, byte: u8) {
