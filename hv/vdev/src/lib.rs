@@ -12,3 +12,4 @@
 pub mod console_mux;
 pub mod mmio;
 pub mod sbsa_uart;
+pub mod vgic;
