@@ -30,7 +30,34 @@ mod regs {
     sysreg_rw!(icc_iar1_el1, set_icc_iar1_el1_unused, "S3_0_C12_C12_0");
     sysreg_rw!(icc_eoir1_el1_unused, set_icc_eoir1_el1, "S3_0_C12_C12_1");
     sysreg_rw!(icc_sgi1r_el1_unused, set_icc_sgi1r_el1, "S3_0_C12_C11_5");
+    sysreg_rw!(icc_dir_el1_unused, set_icc_dir_el1, "S3_0_C12_C11_1");
+    // Virtual CPU interface control (IHI 0069 12.5).
+    sysreg_rw!(ich_hcr_el2, set_ich_hcr_el2, "S3_4_C12_C11_0");
+    sysreg_rw!(ich_vtr_el2, set_ich_vtr_el2_unused, "S3_4_C12_C11_1");
+    sysreg_rw!(ich_misr_el2, set_ich_misr_el2_unused, "S3_4_C12_C11_2");
+    sysreg_rw!(ich_elrsr_el2, set_ich_elrsr_el2_unused, "S3_4_C12_C11_5");
+    sysreg_rw!(ich_vmcr_el2, set_ich_vmcr_el2, "S3_4_C12_C11_7");
+    sysreg_rw!(ich_ap1r0_el2, set_ich_ap1r0_el2, "S3_4_C12_C9_0");
+    sysreg_rw!(ich_lr0, set_ich_lr0, "S3_4_C12_C12_0");
+    sysreg_rw!(ich_lr1, set_ich_lr1, "S3_4_C12_C12_1");
+    sysreg_rw!(ich_lr2, set_ich_lr2, "S3_4_C12_C12_2");
+    sysreg_rw!(ich_lr3, set_ich_lr3, "S3_4_C12_C12_3");
+    sysreg_rw!(ich_lr4, set_ich_lr4, "S3_4_C12_C12_4");
+    sysreg_rw!(ich_lr5, set_ich_lr5, "S3_4_C12_C12_5");
+    sysreg_rw!(ich_lr6, set_ich_lr6, "S3_4_C12_C12_6");
+    sysreg_rw!(ich_lr7, set_ich_lr7, "S3_4_C12_C12_7");
+    sysreg_rw!(ich_lr8, set_ich_lr8, "S3_4_C12_C13_0");
+    sysreg_rw!(ich_lr9, set_ich_lr9, "S3_4_C12_C13_1");
+    sysreg_rw!(ich_lr10, set_ich_lr10, "S3_4_C12_C13_2");
+    sysreg_rw!(ich_lr11, set_ich_lr11, "S3_4_C12_C13_3");
+    sysreg_rw!(ich_lr12, set_ich_lr12, "S3_4_C12_C13_4");
+    sysreg_rw!(ich_lr13, set_ich_lr13, "S3_4_C12_C13_5");
+    sysreg_rw!(ich_lr14, set_ich_lr14, "S3_4_C12_C13_6");
+    sysreg_rw!(ich_lr15, set_ich_lr15, "S3_4_C12_C13_7");
 }
+
+/// Most list registers any GICv3 implementation has (ICH_VTR_EL2.ListRegs + 1 <= 16).
+pub const MAX_LIST_REGISTERS: usize = 16;
 
 /// INTIDs 1020-1023 are special: 1023 means nothing is pending (IHI 0069 2.2.1).
 pub const SPURIOUS: u32 = 1023;
@@ -43,8 +70,10 @@ pub fn init_cpu_interface() {
     regs::set_icc_sre_el2(regs::icc_sre_el2() | 0b1001);
     regs::set_icc_pmr_el1(0xff);
     regs::set_icc_bpr1_el1(0);
-    // EOImode = 0: writing EOIR both drops priority and deactivates.
-    regs::set_icc_ctlr_el1(regs::icc_ctlr_el1() & !0b10);
+    // EOImode = 1: EOIR only drops priority; deactivation is separate (DIR), so that an
+    // interrupt forwarded to a guest is deactivated by the guest's own EOI (HW list
+    // registers, IHI 0069 4.4).
+    regs::set_icc_ctlr_el1(regs::icc_ctlr_el1() | 0b10);
     regs::set_icc_igrpen1_el1(1);
 }
 
@@ -54,10 +83,68 @@ pub fn acknowledge() -> u32 {
     (regs::icc_iar1_el1() & 0xff_ffff) as u32
 }
 
-/// Ends (and deactivates) an acknowledged interrupt.
+/// Drops the running priority of an acknowledged interrupt (EOImode = 1: it stays active).
 #[cfg(target_arch = "aarch64")]
-pub fn end_of_interrupt(intid: u32) {
+pub fn priority_drop(intid: u32) {
     regs::set_icc_eoir1_el1(intid as u64);
+}
+
+/// Deactivates an interrupt the hypervisor handled itself.
+#[cfg(target_arch = "aarch64")]
+pub fn deactivate(intid: u32) {
+    regs::set_icc_dir_el1(intid as u64);
+}
+
+/// How many list registers this CPU has (ICH_VTR_EL2.ListRegs + 1).
+#[cfg(target_arch = "aarch64")]
+pub fn list_register_count() -> usize {
+    ((regs::ich_vtr_el2() & 0x1f) as usize + 1).min(MAX_LIST_REGISTERS)
+}
+
+/// Reads list register `n` (0 for an index the CPU does not have).
+#[cfg(target_arch = "aarch64")]
+pub fn read_lr(n: usize) -> u64 {
+    match n {
+        0 => regs::ich_lr0(), 1 => regs::ich_lr1(), 2 => regs::ich_lr2(), 3 => regs::ich_lr3(),
+        4 => regs::ich_lr4(), 5 => regs::ich_lr5(), 6 => regs::ich_lr6(), 7 => regs::ich_lr7(),
+        8 => regs::ich_lr8(), 9 => regs::ich_lr9(), 10 => regs::ich_lr10(), 11 => regs::ich_lr11(),
+        12 => regs::ich_lr12(), 13 => regs::ich_lr13(), 14 => regs::ich_lr14(), 15 => regs::ich_lr15(),
+        _ => 0,
+    }
+}
+
+/// Writes list register `n` (ignored for an index the CPU does not have).
+#[cfg(target_arch = "aarch64")]
+pub fn write_lr(n: usize, value: u64) {
+    match n {
+        0 => regs::set_ich_lr0(value), 1 => regs::set_ich_lr1(value), 2 => regs::set_ich_lr2(value),
+        3 => regs::set_ich_lr3(value), 4 => regs::set_ich_lr4(value), 5 => regs::set_ich_lr5(value),
+        6 => regs::set_ich_lr6(value), 7 => regs::set_ich_lr7(value), 8 => regs::set_ich_lr8(value),
+        9 => regs::set_ich_lr9(value), 10 => regs::set_ich_lr10(value), 11 => regs::set_ich_lr11(value),
+        12 => regs::set_ich_lr12(value), 13 => regs::set_ich_lr13(value), 14 => regs::set_ich_lr14(value),
+        15 => regs::set_ich_lr15(value),
+        _ => {}
+    }
+}
+
+/// ICH_HCR_EL2 (IHI 0069 12.5.5): En (bit 0) turns the virtual CPU interface on; UIE (bit 1)
+/// raises the maintenance interrupt when at most one list register holds an interrupt, so
+/// the hypervisor can refill them.
+#[cfg(target_arch = "aarch64")]
+pub fn set_virtual_interface(enabled: bool, underflow_irq: bool) {
+    regs::set_ich_hcr_el2(enabled as u64 | ((underflow_irq as u64) << 1));
+}
+
+/// ICH_VMCR_EL2: the guest's view of its CPU interface (priority mask, group enables).
+#[cfg(target_arch = "aarch64")]
+pub fn vmcr() -> u64 {
+    regs::ich_vmcr_el2()
+}
+
+/// Restores ICH_VMCR_EL2.
+#[cfg(target_arch = "aarch64")]
+pub fn set_vmcr(value: u64) {
+    regs::set_ich_vmcr_el2(value);
 }
 
 /// Sends SGI `intid` (0-15) to the CPU with affinity `mpidr` (ICC_SGI1R_EL1, IHI 0069 12.2.22).
@@ -85,7 +172,14 @@ pub fn send_sgi(intid: u32, mpidr: u64) {
 mod host {
     pub fn init_cpu_interface() {}
     pub fn acknowledge() -> u32 { super::SPURIOUS }
-    pub fn end_of_interrupt(_: u32) {}
+    pub fn priority_drop(_: u32) {}
+    pub fn deactivate(_: u32) {}
+    pub fn list_register_count() -> usize { 4 }
+    pub fn read_lr(_: usize) -> u64 { 0 }
+    pub fn write_lr(_: usize, _: u64) {}
+    pub fn set_virtual_interface(_: bool, _: bool) {}
+    pub fn vmcr() -> u64 { 0 }
+    pub fn set_vmcr(_: u64) {}
     pub fn send_sgi(_: u32, _: u64) {}
 }
 #[cfg(not(target_arch = "aarch64"))]

@@ -313,7 +313,8 @@ fn handle_interrupts(platform: &Platform) {
             console::on_uart_interrupt(platform);
         }
         // KICK_SGI needs no action: the run loop re-reads its vCPU's state after any exit.
-        tessera_arch::gic_cpu::end_of_interrupt(intid);
+        tessera_arch::gic_cpu::priority_drop(intid);
+        tessera_arch::gic_cpu::deactivate(intid);
     }
 }
 
