@@ -38,7 +38,8 @@ pub enum ConfigError<'a> {
     MemoryInHypervisor { vm: &'a str, region: MemRange, hypervisor: MemRange },
     /// Two VMs' host memory overlaps (or two regions of one VM: `first == second`).
     MemoryOverlap { first: &'a str, first_region: MemRange, second: &'a str, second_region: MemRange },
-    /// Two things in one VM's IPA space overlap (RAM regions, or RAM and the console).
+    /// Two things in one VM's IPA space overlap (RAM regions, RAM and the console, RAM or the
+    /// console and the vGIC's frames).
     IpaOverlap { vm: &'a str, first: MemRange, second: MemRange },
     /// The hypervisor's region is not inside the board's RAM, or not aligned.
     HypervisorRegionInvalid { region: MemRange },
@@ -50,6 +51,8 @@ pub enum ConfigError<'a> {
     EntryOutsideImage { vm: &'a str, entry_ipa: u64 },
     /// The guest device tree does not fit in RAM, or overlaps the image.
     DtbPlacement { vm: &'a str, dtb_ipa: u64, dtb_size: u64 },
+    /// The initrd is empty, does not fit in one RAM region, or overlaps the image or the DTB.
+    InitrdPlacement { vm: &'a str, initrd_ipa: u64, initrd_size: u64 },
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -123,6 +126,10 @@ impl fmt::Display for ConfigError<'_> {
             Self::DtbPlacement { vm, dtb_ipa, dtb_size } => write!(
                 f,
                 "/vms/{vm}: the generated device tree ({dtb_size} bytes at {dtb_ipa:#x}) does not fit in the VM's memory beside its image"
+            ),
+            Self::InitrdPlacement { vm, initrd_ipa, initrd_size } => write!(
+                f,
+                "/vms/{vm}: the initrd ({initrd_size} bytes at {initrd_ipa:#x}) is empty, or does not fit in the VM's memory beside its image and device tree"
             ),
         }
     }

@@ -51,6 +51,10 @@ pub struct Vm<'a> {
     /// The generated guest device tree, copied to `dtb_ipa`; `x0` holds that IPA at entry.
     pub dtb: &'a [u8],
     pub dtb_ipa: u64,
+    /// An initial RAM disk (Linux initramfs), if the system gives one: copied to its `ipa`
+    /// before the guest starts (and again on restart), its range named in the DTB's
+    /// `/chosen/linux,initrd-start` and `linux,initrd-end`.
+    pub initrd: Option<Initrd<'a>>,
     /// What the hypervisor does when the guest takes a fault it cannot hand back, such as an
     /// access to an IPA that is neither RAM nor an emulated device.
     pub fault_policy: FaultPolicy,
@@ -97,6 +101,53 @@ pub struct Image<'a> {
     pub bytes: &'a [u8],
     pub load_ipa: u64,
     pub entry_ipa: u64,
+}
+
+/// An initial RAM disk and where it goes: `bytes` are copied to guest RAM at `ipa`.
+#[derive(Debug, Clone, Copy)]
+pub struct Initrd<'a> {
+    /// The initrd's bytes, carried inside the hypervisor image as a pristine copy.
+    pub bytes: &'a [u8],
+    pub ipa: u64,
+}
+
+impl Initrd<'_> {
+    /// The guest-physical range the initrd occupies.
+    pub const fn ipa_range(&self) -> MemRange {
+        MemRange::new(self.ipa, self.bytes.len() as u64)
+    }
+}
+
+/// Where a VM's virtual GICv3 sits in its IPA space. Every VM's vGIC is at the board's own
+/// GICD and GICR addresses, so a guest written for the board finds it where it expects; the
+/// redistributor region holds one frame pair ([`GicDesc::gicr_stride`]) per vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct VgicFrames {
+    /// The distributor (GICD) frame, 64 KiB (IHI 0069 12.8).
+    pub gicd: MemRange,
+    /// The redistributors (GICR), vCPU `i`'s at `gicr.base + i * stride`.
+    pub gicr: MemRange,
+}
+
+/// 64 KiB: the GICv3 distributor's register frame (IHI 0069 12.8).
+pub const GICD_FRAME_SIZE: u64 = 0x1_0000;
+
+impl Vm<'_> {
+    /// The IPAs of this VM's vGIC on `board`. Saturates on absurd vCPU counts (the validator
+    /// refuses those first: a vCPU count is bounded by the board's CPUs).
+    pub fn vgic_frames(&self, board: &Board<'_>) -> VgicFrames {
+        vgic_frames(board, self.cpus.len())
+    }
+}
+
+/// The IPAs of the vGIC of a VM with `vcpu_count` vCPUs on `board`; see [`VgicFrames`].
+pub fn vgic_frames(board: &Board<'_>, vcpu_count: usize) -> VgicFrames {
+    let gicr_size = board.gic.gicr_stride.saturating_mul(vcpu_count as u64);
+    VgicFrames {
+        gicd: MemRange::new(board.gic.gicd.base, GICD_FRAME_SIZE),
+        gicr: MemRange::new(board.gic.gicr.base, gicr_size),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

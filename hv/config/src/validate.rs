@@ -40,8 +40,9 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
         }
         check_cpus(board, earlier, vm)?;
         check_memory(board, hv, earlier, vm)?;
-        check_ipa_space(vm)?;
+        check_ipa_space(board, vm)?;
         check_image(vm)?;
+        check_initrd(vm)?;
     }
     Ok(())
 }
@@ -117,7 +118,19 @@ fn check_memory<'a>(
     Ok(())
 }
 
-fn check_ipa_space<'a>(vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+fn check_ipa_space<'a>(board: &Board<'a>, vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    let vgic = vm.vgic_frames(board);
+    let console = vm.console.map(|c| MemRange::new(c.ipa, crate::PAGE_SIZE));
+    for frame in [vgic.gicd, vgic.gicr] {
+        if let Some(console) = console
+            && console.overlaps(&frame)
+        {
+            return Err(ConfigError::IpaOverlap { vm: vm.name, first: console, second: frame });
+        }
+        if let Some(region) = vm.memory.iter().find(|r| r.ipa_range().overlaps(&frame)) {
+            return Err(ConfigError::IpaOverlap { vm: vm.name, first: region.ipa_range(), second: frame });
+        }
+    }
     for (j, region) in vm.memory.iter().enumerate() {
         for earlier_region in &vm.memory[..j] {
             if earlier_region.ipa_range().overlaps(&region.ipa_range()) {
@@ -165,6 +178,21 @@ fn check_image<'a>(vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
     let dtb_fits = room_after(vm, vm.dtb_ipa).is_some_and(|room| dtb_size <= room);
     if !dtb_fits || dtb.overlaps(&loaded) {
         return Err(ConfigError::DtbPlacement { vm: vm.name, dtb_ipa: vm.dtb_ipa, dtb_size });
+    }
+    Ok(())
+}
+
+/// The initrd lies inside one RAM region and clear of the image and the DTB.
+fn check_initrd<'a>(vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    let Some(initrd) = vm.initrd else {
+        return Ok(());
+    };
+    let range = initrd.ipa_range();
+    let fits = room_after(vm, initrd.ipa).is_some_and(|room| range.size <= room);
+    let image = MemRange::new(vm.image.load_ipa, vm.image.bytes.len() as u64);
+    let dtb = MemRange::new(vm.dtb_ipa, vm.dtb.len() as u64);
+    if range.size == 0 || !fits || range.overlaps(&image) || range.overlaps(&dtb) {
+        return Err(ConfigError::InitrdPlacement { vm: vm.name, initrd_ipa: initrd.ipa, initrd_size: range.size });
     }
     Ok(())
 }

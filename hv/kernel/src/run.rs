@@ -123,6 +123,7 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
         E::ImageTooLarge { .. } => "image too large",
         E::EntryOutsideImage { .. } => "entry outside image",
         E::DtbPlacement { .. } => "DTB placement",
+        E::InitrdPlacement { .. } => "initrd placement",
     }
 }
 

@@ -33,6 +33,8 @@ pub struct VmDesc {
     pub cpus: Vec<u32>,
     pub memory: Vec<MemoryDesc>,
     pub image: ImageSource,
+    /// `initrd = "<path>"`, resolved against the description's directory.
+    pub initrd: Option<PathBuf>,
     pub bootargs: String,
     pub load_offset: Option<u64>,
     pub entry_offset: Option<u64>,
@@ -106,7 +108,7 @@ pub fn load(dts: &Path) -> Result<SystemDesc> {
     parse(&blob, &base_dir)
 }
 
-/// Parses a compiled description. Relative `image` paths are resolved against `base_dir`.
+/// Parses a compiled description. Relative `image` and `initrd` paths are resolved against `base_dir`.
 pub fn parse(blob: &[u8], base_dir: &Path) -> Result<SystemDesc> {
     let root = fdt::read(blob)?;
     let mut props = Props::new(&root, "/".into());
@@ -157,6 +159,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         (None, Some(image)) => ImageSource::File(base_dir.join(image)),
         (None, None) => return Err(Error::NoImage { node: path }),
     };
+    let initrd = props.string("initrd")?.map(|path| base_dir.join(path));
     let bootargs = props.string("bootargs")?.unwrap_or_default();
     let load_offset = props.u64("load-offset")?;
     let entry_offset = props.u64("entry-offset")?;
@@ -210,6 +213,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         cpus,
         memory,
         image,
+        initrd,
         bootargs,
         load_offset,
         entry_offset,

@@ -64,6 +64,20 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// `initrd = "…"` names a file that cannot be read.
+    InitrdUnreadable {
+        node: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The initrd does not fit in the VM's first memory region after the image (with its BSS).
+    NoRoomForInitrd {
+        node: String,
+        initrd_size: u64,
+        room: u64,
+    },
+    /// The initrd overlaps the running image (its BSS, which the tables do not carry).
+    InitrdOverImage { node: String, initrd_ipa: u64 },
     /// `load-offset`/`entry-offset` are given for an image that carries an arm64 Image header,
     /// whose `text_offset` already says where it goes.
     OffsetsWithImageHeader { node: String },
@@ -164,6 +178,21 @@ impl fmt::Display for Error {
             Self::ImageUnreadable { node, path, source } => {
                 write!(f, "{node}: cannot read image {}: {source}", path.display())
             }
+            Self::InitrdUnreadable { node, path, source } => {
+                write!(f, "{node}: cannot read initrd {}: {source}", path.display())
+            }
+            Self::NoRoomForInitrd {
+                node,
+                initrd_size,
+                room,
+            } => write!(
+                f,
+                "{node}: the initrd needs {initrd_size} bytes but only {room} bytes of the first memory region lie after the image (2 MiB aligned)"
+            ),
+            Self::InitrdOverImage { node, initrd_ipa } => write!(
+                f,
+                "{node}: the initrd at {initrd_ipa:#x} overlaps the image's BSS"
+            ),
             Self::OffsetsWithImageHeader { node } => write!(
                 f,
                 "{node}: `load-offset`/`entry-offset` cannot be given for an arm64 Image (its header's text_offset places it)"
@@ -227,7 +256,8 @@ impl std::error::Error for Error {
         match self {
             Self::Io { source, .. }
             | Self::Spawn { source, .. }
-            | Self::ImageUnreadable { source, .. } => Some(source),
+            | Self::ImageUnreadable { source, .. }
+            | Self::InitrdUnreadable { source, .. } => Some(source),
             _ => None,
         }
     }

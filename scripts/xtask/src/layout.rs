@@ -3,8 +3,8 @@
 //! with the hypervisor and then by the checks only the build tool can make (image BSS).
 
 use tessera_config::{
-    Board, Console, ExitAction, FaultPolicy, Image, MemRange, MemoryRegion, PAGE_SIZE, System, Vm,
-    validate,
+    Board, Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PAGE_SIZE,
+    System, Vm, validate, vgic_frames,
 };
 
 use crate::dts::{ConsoleDesc, SystemDesc, VmDesc};
@@ -51,19 +51,31 @@ pub struct VmPlan {
     pub image_footprint: u64,
     pub dtb: Vec<u8>,
     pub dtb_ipa: u64,
+    /// The initrd's bytes, if the VM has one, loaded at `initrd_ipa`.
+    pub initrd: Option<Vec<u8>>,
+    /// 2 MiB aligned, after the image's footprint, in the first memory region (0 without an
+    /// initrd).
+    pub initrd_ipa: u64,
     pub fault_policy: FaultPolicy,
     pub on_system_off: ExitAction,
     pub on_system_reset: ExitAction,
 }
 
-/// Places `desc` on `board`. `images[i]` holds the bytes of VM `i`'s image.
-pub fn plan(board: &Board<'_>, desc: &SystemDesc, images: Vec<Vec<u8>>) -> Result<Plan> {
+/// The files one VM is given, read: its image and its initrd.
+#[derive(Debug, Clone, Default)]
+pub struct VmFiles {
+    pub image: Vec<u8>,
+    pub initrd: Option<Vec<u8>>,
+}
+
+/// Places `desc` on `board`. `files[i]` holds the bytes of VM `i`'s image and initrd.
+pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result<Plan> {
     let mut vms = desc
         .vms
         .iter()
-        .zip(images)
+        .zip(files)
         .enumerate()
-        .map(|(index, (vm, image))| place_vm(board, index, vm, image))
+        .map(|(index, (vm, files))| place_vm(board, index, vm, files))
         .collect::<Result<Vec<_>>>()?;
     let payload = vms.iter().map(VmPlan::payload_bytes).sum();
     let hv_region = hypervisor_region(board, payload);
@@ -75,7 +87,8 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, images: Vec<Vec<u8>>) -> Resul
     })
 }
 
-fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> Result<VmPlan> {
+fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> Result<VmPlan> {
+    let VmFiles { image, initrd } = files;
     let node = || desc.node.clone();
     let memory: Vec<MemoryRegion> = desc
         .memory
@@ -128,24 +141,36 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> R
             (load, entry, image.len() as u64)
         }
     };
+    let loaded = MemRange::new(load_ipa, image_footprint);
+    let initrd_ipa = match &initrd {
+        Some(bytes) => place_initrd(desc, &memory, &loaded, bytes.len() as u64)?,
+        None => 0,
+    };
+    let initrd_range = initrd
+        .as_ref()
+        .map(|bytes| MemRange::new(initrd_ipa, bytes.len() as u64));
     let dtb = GuestDtb {
         vm_name: &desc.name,
         bootargs: &desc.bootargs,
         memory: &memory,
         vcpu_count: desc.cpus.len(),
         console,
+        vgic: vgic_frames(board, desc.cpus.len()),
+        maintenance_intid: board.gic.maintenance_intid,
+        timer: board.timer,
+        initrd: initrd_range,
     }
     .build()
     .map_err(|e| Error::GuestDtb {
         node: node(),
         reason: e.to_string(),
     })?;
-    let loaded = MemRange::new(load_ipa, image_footprint);
+    let taken = [Some(loaded), initrd_range];
     // Without a slot the DTB is put at the RAM base, where the validator (or, if the clash is
     // only with BSS, `Plan::check_footprints`) will refuse it.
     let dtb_ipa = memory
         .first()
-        .and_then(|first| dtb_slot(first, &loaded, dtb.len() as u64))
+        .and_then(|first| dtb_slot(first, &taken, dtb.len() as u64))
         .unwrap_or(base);
     Ok(VmPlan {
         name: desc.name.clone(),
@@ -160,22 +185,56 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, image: Vec<u8>) -> R
         image_footprint,
         dtb,
         dtb_ipa,
+        initrd,
+        initrd_ipa,
         fault_policy: desc.fault_policy,
         on_system_off: desc.on_system_off,
         on_system_reset: desc.on_system_reset,
     })
 }
 
+/// The initrd's IPA: the first 2 MiB boundary after the image's footprint (Linux's BSS must
+/// not be scribbled on, booting.rst), which must leave room for it in the region the image
+/// is loaded into.
+fn place_initrd(
+    desc: &VmDesc,
+    memory: &[MemoryRegion],
+    image: &MemRange,
+    initrd_size: u64,
+) -> Result<u64> {
+    let region_end = memory
+        .iter()
+        .find(|r| r.ipa_range().contains(image.base))
+        .and_then(|r| r.ipa_range().end());
+    let start = image
+        .end()
+        .and_then(|end| align_up(end, BLOCK_2M));
+    let room = match (start, region_end) {
+        (Some(start), Some(end)) => end.saturating_sub(start),
+        _ => 0,
+    };
+    match start {
+        Some(start) if initrd_size <= room => Ok(start),
+        _ => Err(Error::NoRoomForInitrd {
+            node: desc.node.clone(),
+            initrd_size,
+            room,
+        }),
+    }
+}
+
 /// The highest 2 MiB-aligned address in `region` where `dtb_size` bytes fit without touching
-/// `image`. The DTB must not cross a 2 MiB boundary (booting.rst), so it starts a block.
-fn dtb_slot(region: &MemoryRegion, image: &MemRange, dtb_size: u64) -> Option<u64> {
+/// any of `taken` (the image, the initrd). The DTB must not cross a 2 MiB boundary
+/// (booting.rst), so it starts a block.
+fn dtb_slot(region: &MemoryRegion, taken: &[Option<MemRange>], dtb_size: u64) -> Option<u64> {
     if dtb_size == 0 || dtb_size > BLOCK_2M {
         return None;
     }
     let end = region.ipa_range().end()?;
     let mut slot = align_down(end.checked_sub(dtb_size)?, BLOCK_2M);
     while slot >= region.ipa {
-        if !MemRange::new(slot, dtb_size).overlaps(image) {
+        let candidate = MemRange::new(slot, dtb_size);
+        if !taken.iter().flatten().any(|t| candidate.overlaps(t)) {
             return Some(slot);
         }
         slot = slot.checked_sub(BLOCK_2M)?;
@@ -263,7 +322,7 @@ impl VmPlan {
     /// Bytes this VM adds to the hypervisor's `.payload` (each blob is page aligned).
     pub fn payload_bytes(&self) -> u64 {
         let page = |len: usize| (len as u64).next_multiple_of(PAGE_SIZE);
-        page(self.image.len()) + page(self.dtb.len())
+        page(self.image.len()) + page(self.dtb.len()) + self.initrd.as_ref().map_or(0, |i| page(i.len()))
     }
 }
 
@@ -290,6 +349,10 @@ impl Plan {
                 },
                 dtb: &vm.dtb,
                 dtb_ipa: vm.dtb_ipa,
+                initrd: vm.initrd.as_ref().map(|bytes| Initrd {
+                    bytes,
+                    ipa: vm.initrd_ipa,
+                }),
                 fault_policy: vm.fault_policy,
                 on_system_off: vm.on_system_off,
                 on_system_reset: vm.on_system_reset,
@@ -315,7 +378,8 @@ impl Plan {
 }
 
 impl VmPlan {
-    /// The image with its BSS fits after its load address, and the DTB stays clear of it.
+    /// The image with its BSS fits after its load address, and the DTB and the initrd stay
+    /// clear of it.
     fn check_footprint(&self) -> Result<()> {
         let region = self
             .memory
@@ -344,6 +408,14 @@ impl VmPlan {
                 dtb_size: self.dtb.len() as u64,
             });
         }
+        if let Some(initrd) = &self.initrd
+            && MemRange::new(self.initrd_ipa, initrd.len() as u64).overlaps(&running)
+        {
+            return Err(Error::InitrdOverImage {
+                node: self.node.clone(),
+                initrd_ipa: self.initrd_ipa,
+            });
+        }
         Ok(())
     }
 }
@@ -363,10 +435,10 @@ mod tests {
             size: 32 * MIB,
         };
         let image = MemRange::new(0x4020_0000, 0x1000);
-        assert_eq!(dtb_slot(&region, &image, 0x800), Some(0x41e0_0000));
+        assert_eq!(dtb_slot(&region, &[Some(image)], 0x800), Some(0x41e0_0000));
         // An image covering the top slot pushes the DTB one block down.
         let big = MemRange::new(0x41e0_0000, 2 * MIB);
-        assert_eq!(dtb_slot(&region, &big, 0x800), Some(0x41c0_0000));
+        assert_eq!(dtb_slot(&region, &[Some(big)], 0x800), Some(0x41c0_0000));
         // A region ending mid-block: the DTB still starts at a block and fits before the end.
         let odd = MemoryRegion {
             ipa: 0x4000_0000,
@@ -374,7 +446,7 @@ mod tests {
             size: 3 * MIB,
         };
         assert_eq!(
-            dtb_slot(&odd, &MemRange::new(0x4000_0000, 0x1000), 0x800),
+            dtb_slot(&odd, &[Some(MemRange::new(0x4000_0000, 0x1000))], 0x800),
             Some(0x4020_0000)
         );
         // No slot at all.
@@ -384,7 +456,7 @@ mod tests {
             size: MIB,
         };
         assert_eq!(
-            dtb_slot(&tiny, &MemRange::new(0x4000_0000, 0x1000), 0x800),
+            dtb_slot(&tiny, &[Some(MemRange::new(0x4000_0000, 0x1000))], 0x800),
             None
         );
     }

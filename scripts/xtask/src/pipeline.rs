@@ -107,7 +107,12 @@ fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Re
     let images = desc
         .vms
         .iter()
-        .map(|vm| load_image(ws, vm))
+        .map(|vm| {
+            Ok(layout::VmFiles {
+                image: load_image(ws, vm)?,
+                initrd: load_initrd(vm)?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let plan = layout::plan(board, desc, images)?;
     plan.validate(board)?;
@@ -134,6 +139,19 @@ fn load_image(ws: &Workspace, vm: &dts::VmDesc) -> Result<Vec<u8>> {
             image::elf_to_flat(&elf, &data)
         }
     }
+}
+
+fn load_initrd(vm: &dts::VmDesc) -> Result<Option<Vec<u8>>> {
+    vm.initrd
+        .as_ref()
+        .map(|path| {
+            fs::read(path).map_err(|source| Error::InitrdUnreadable {
+                node: vm.node.clone(),
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()
 }
 
 /// Runs `cargo build --target aarch64-unknown-none --release` with `args` and returns the
@@ -258,6 +276,14 @@ fn print_summary(plan: &Plan, sizes: &image::SectionSizes, image_len: u64) {
             "tessera: vm {} (vmid {}, cpus {:?}): image {:#x} entry {:#x}, dtb {:#x}",
             vm.name, vm.vmid, vm.cpus, vm.load_ipa, vm.entry_ipa, vm.dtb_ipa
         );
+        if let Some(initrd) = &vm.initrd {
+            eprintln!(
+                "tessera:   initrd {:#x}..{:#x} ({} bytes)",
+                vm.initrd_ipa,
+                vm.initrd_ipa.saturating_add(initrd.len() as u64),
+                initrd.len()
+            );
+        }
         for r in &vm.memory {
             eprintln!(
                 "tessera:   memory ipa {:#x} -> pa {:#x}..{:#x} ({:.1} MiB)",

@@ -4,9 +4,9 @@
 //! The contract (also in `dts/bindings/tessera-system.md`):
 //! - `system.rs` defines `SYSTEM: tessera_config::System<'static>` (a `pub use` of a `pub
 //!   static` in the private module `tessera_system_tables`), and nothing else at the top level.
-//! - Every guest image and DTB is a `tessera_config::PageAligned<[u8; N]>` in the
+//! - Every guest image, DTB and initrd is a `tessera_config::PageAligned<[u8; N]>` in the
 //!   `.payload` link section, read with `include_bytes!` from an absolute path next to
-//!   `system.rs` (`vm<i>.img`, `vm<i>.dtb`).
+//!   `system.rs` (`vm<i>.img`, `vm<i>.dtb`, `vm<i>.initrd`).
 //! - It needs only the `tessera_config` crate.
 
 use std::fmt::Write as _;
@@ -42,7 +42,19 @@ pub fn write(plan: &Plan, source: &Path, out_dir: &Path) -> Result<PathBuf> {
         let dtb = out_dir.join(format!("vm{index}.dtb"));
         write_if_changed(&image, &vm.image)?;
         write_if_changed(&dtb, &vm.dtb)?;
-        blobs.push((image, dtb));
+        let initrd_path = out_dir.join(format!("vm{index}.initrd"));
+        let initrd = match &vm.initrd {
+            Some(bytes) => {
+                write_if_changed(&initrd_path, bytes)?;
+                Some(initrd_path)
+            }
+            None => {
+                // A stale initrd of an earlier build of this system would only confuse.
+                let _ = fs::remove_file(&initrd_path);
+                None
+            }
+        };
+        blobs.push(Blobs { image, dtb, initrd });
     }
     let rust = generate(plan, source, &blobs)?;
     let path = out_dir.join("system.rs");
@@ -50,8 +62,16 @@ pub fn write(plan: &Plan, source: &Path, out_dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The text of `system.rs`. `blobs[i]` are the (image, DTB) files of VM `i`.
-pub fn generate(plan: &Plan, source: &Path, blobs: &[(PathBuf, PathBuf)]) -> Result<String> {
+/// The files `system.rs` includes for one VM.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    pub image: PathBuf,
+    pub dtb: PathBuf,
+    pub initrd: Option<PathBuf>,
+}
+
+/// The text of `system.rs`. `blobs[i]` are the files of VM `i`.
+pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     let mut out = String::new();
     let w = &mut out;
     // `write!` to a String cannot fail.
@@ -69,9 +89,10 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[(PathBuf, PathBuf)]) -> Res
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, ExitAction, FaultPolicy, Image, MemRange, MemoryRegion, PageAligned, System, Vm}};"
+        "    use tessera_config::{{Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm}};"
     );
-    for (index, (vm, (image, dtb))) in plan.vms.iter().zip(blobs).enumerate() {
+    for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
+        let Blobs { image, dtb, initrd } = files;
         line!();
         line!("    // {} ({})", vm.node, vm.name);
         line!("    #[unsafe(link_section = \".payload\")]");
@@ -86,6 +107,14 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[(PathBuf, PathBuf)]) -> Res
             vm.dtb.len(),
             absolute_str(dtb)?
         );
+        if let (Some(bytes), Some(path)) = (&vm.initrd, initrd) {
+            line!("    #[unsafe(link_section = \".payload\")]");
+            line!(
+                "    static VM{index}_INITRD: PageAligned<[u8; {}]> = PageAligned(*include_bytes!({:?}));",
+                bytes.len(),
+                absolute_str(path)?
+            );
+        }
         let cpus: Vec<String> = vm.cpus.iter().map(u32::to_string).collect();
         line!(
             "    static VM{index}_CPUS: [u32; {}] = [{}];",
@@ -126,6 +155,17 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[(PathBuf, PathBuf)]) -> Res
         );
         line!("            dtb: &VM{index}_DTB.0,");
         line!("            dtb_ipa: {:#x},", vm.dtb_ipa);
+        match vm.initrd {
+            Some(_) => {
+                line!(
+                    "            initrd: Some(Initrd {{ bytes: &VM{index}_INITRD.0, ipa: {:#x} }}),",
+                    vm.initrd_ipa
+                );
+            }
+            None => {
+                line!("            initrd: None,");
+            }
+        }
         line!(
             "            fault_policy: FaultPolicy::{:?},",
             vm.fault_policy

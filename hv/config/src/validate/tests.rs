@@ -1,7 +1,7 @@
 //! One test per [`ConfigError`] variant, each starting from a valid system and breaking one thing.
 
 use super::*;
-use crate::{Conduit, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, MemoryRegion,
+use crate::{Conduit, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, Initrd, MemoryRegion,
     TimerPpis, UartDesc, UartKind};
 
 const MIB: u64 = 1 << 20;
@@ -44,6 +44,7 @@ fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion])
         image: Image { bytes: &IMAGE, load_ipa: base, entry_ipa: base },
         dtb: &DTB,
         dtb_ipa: base + 0x10_0000,
+        initrd: None,
         fault_policy: FaultPolicy::Inject,
         on_system_off: ExitAction::Stop,
         on_system_reset: ExitAction::Restart,
@@ -168,8 +169,98 @@ fn ipa_regions_overlap_in_one_vm() {
 
 #[test]
 fn console_inside_ram() {
-    let mem = [MemoryRegion { ipa: 0x0800_0000, pa: 0x4200_0000, size: 32 * MIB }];
-    assert!(matches!(check(&[vm("a", 1, &[0], &mem)]), Err(ConfigError::IpaOverlap { vm: "a", .. })));
+    let mem = [MemoryRegion { ipa: 0x0900_0000, pa: 0x4200_0000, size: 16 * MIB }];
+    assert_eq!(
+        check(&[vm("a", 1, &[0], &mem)]),
+        Err(ConfigError::IpaOverlap {
+            vm: "a",
+            first: MemRange::new(0x0900_0000, 16 * MIB),
+            second: MemRange::new(0x0900_0000, 0x1000)
+        })
+    );
+}
+
+#[test]
+fn vgic_redistributors_inside_ram() {
+    // Two vCPUs: GICR 0x080a0000..0x080e0000; RAM from 0x080c0000 takes the second frame pair.
+    let mem = [MemoryRegion { ipa: 0x080c_0000, pa: 0x4200_0000, size: MIB }];
+    let vms = [vm("a", 1, &[0, 1], &mem)];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::IpaOverlap {
+            vm: "a",
+            first: MemRange::new(0x080c_0000, MIB),
+            second: MemRange::new(0x080a_0000, 0x4_0000)
+        }
+    );
+    assert_eq!(err.to_string(), "/vms/a: guest-physical 0x80c0000..0x81c0000 overlaps 0x80a0000..0x80e0000");
+}
+
+#[test]
+fn console_over_the_vgic_distributor() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.console = Some(Console { ipa: 0x0800_f000, intid: 33 });
+    assert_eq!(
+        check(&[v]),
+        Err(ConfigError::IpaOverlap {
+            vm: "a",
+            first: MemRange::new(0x0800_f000, 0x1000),
+            second: MemRange::new(0x0800_0000, 0x1_0000)
+        })
+    );
+}
+
+#[test]
+fn vgic_frames_are_the_boards_with_one_redistributor_per_vcpu() {
+    let frames = vm("a", 1, &[0, 1, 2], &MEM_A).vgic_frames(&board());
+    assert_eq!(frames.gicd, MemRange::new(0x0800_0000, 0x1_0000));
+    assert_eq!(frames.gicr, MemRange::new(0x080a_0000, 3 * 0x2_0000));
+}
+
+static INITRD: [u8; 0x1800] = [0x5a; 0x1800];
+
+#[test]
+fn an_initrd_beside_image_and_dtb_passes() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.initrd = Some(Initrd { bytes: &INITRD, ipa: 0x4020_0000 });
+    assert_eq!(check(&[v]), Ok(()));
+}
+
+#[test]
+fn initrd_over_the_image() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.initrd = Some(Initrd { bytes: &INITRD, ipa: 0x4000_0000 });
+    let vms = [v];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::InitrdPlacement { vm: "a", initrd_ipa: 0x4000_0000, initrd_size: 0x1800 });
+    assert_eq!(
+        err.to_string(),
+        "/vms/a: the initrd (6144 bytes at 0x40000000) is empty, or does not fit in the VM's memory beside its image and device tree"
+    );
+}
+
+#[test]
+fn initrd_over_the_dtb() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.initrd = Some(Initrd { bytes: &INITRD, ipa: 0x400f_f000 });
+    assert!(matches!(check(&[v]), Err(ConfigError::InitrdPlacement { vm: "a", initrd_ipa: 0x400f_f000, .. })));
+}
+
+#[test]
+fn initrd_past_the_end_of_memory() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.initrd = Some(Initrd { bytes: &INITRD, ipa: 0x4100_0000 - 0x1000 });
+    assert!(matches!(check(&[v]), Err(ConfigError::InitrdPlacement { vm: "a", .. })));
+    v.initrd = Some(Initrd { bytes: &INITRD, ipa: 0x2000_0000 });
+    assert!(matches!(check(&[v]), Err(ConfigError::InitrdPlacement { vm: "a", initrd_ipa: 0x2000_0000, .. })));
+}
+
+#[test]
+fn empty_initrd() {
+    let mut v = vm("a", 1, &[0], &MEM_A);
+    v.initrd = Some(Initrd { bytes: &[], ipa: 0x4020_0000 });
+    assert_eq!(check(&[v]), Err(ConfigError::InitrdPlacement { vm: "a", initrd_ipa: 0x4020_0000, initrd_size: 0 }));
 }
 
 #[test]
