@@ -79,7 +79,7 @@ impl DistReg {
         if !offset.is_multiple_of(width.bytes()) {
             return Err(MmioError::BadOffset { offset });
         }
-        // Each arm gives the register and the widths it allows (IHI 0069 §12.1.3).
+        // Each arm gives the register and the widths it allows (IHI 0069, "GIC memory-mapped register access").
         let (reg, widths) = match offset {
             gicd::CTLR => (DistReg::Ctlr, WORD),
             gicd::TYPER => (DistReg::Typer, WORD),

@@ -43,11 +43,11 @@
 //!
 //! # Accesses
 //!
-//! Registers take the widths IHI 0069 §12.1.3 requires: 32-bit for every 32-bit register;
-//! also 8-bit for the `IPRIORITYR`s (and the RES0 `ITARGETSR`/`CPENDSGIR`/`SPENDSGIR`); 64-bit
-//! or either 32-bit half for `GICD_IROUTER<n>`, `GICR_TYPER` and the RES0 64-bit LPI
-//! registers. Another width is [`MmioError::BadWidth`]; an access not aligned to its size is
-//! [`MmioError::BadOffset`]; an offset past the frame is [`MmioError::OutsideFrame`].
+//! Registers take the widths IHI 0069 requires ("GIC memory-mapped register access"):
+//! 32-bit for every 32-bit register; also 8-bit for the `IPRIORITYR`s (and the RES0
+//! `ITARGETSR`/`CPENDSGIR`/`SPENDSGIR`); 64-bit or either 32-bit half for `GICD_IROUTER<n>`,
+//! `GICR_TYPER` and the RES0 64-bit LPI registers. Halfword accesses are never allowed. Another width is [`MmioError::BadWidth`](crate::mmio::MmioError::BadWidth); an access not aligned to its size is
+//! [`MmioError::BadOffset`](crate::mmio::MmioError::BadOffset); an offset past the frame is [`MmioError::OutsideFrame`](crate::mmio::MmioError::OutsideFrame).
 //! Reserved and unimplemented offsets inside a frame are RES0: a 32-bit access reads 0 and
 //! writes are ignored. Writes to read-only registers are ignored. Nothing panics on any guest
 //! value.
@@ -80,10 +80,18 @@
 //!
 //! # Limits
 //!
-//! While a vCPU runs, the state of the interrupts in its List Registers (acknowledged,
-//! deactivated) is only learnt at its next exit: another vCPU reading `ISACTIVER` sees the
-//! state as of then. Such a read, or a write that changes an interrupt held in a running
-//! vCPU's List Registers, kicks that vCPU; the race itself is the same as on hardware.
+//! - While a vCPU runs, what its guest does with the interrupts in its List Registers
+//!   (acknowledge, deactivate) is learnt only at its next exit: another vCPU reading
+//!   `ISACTIVER`/`ISPENDR` meanwhile sees the state as of that vCPU's last `sync`. A write
+//!   that changes an interrupt held in a running vCPU's List Registers kicks that vCPU, and
+//!   an MMIO change made meanwhile wins over the List Register's at `sync`.
+//! - An edge (SGI, `ISPENDR`, HW arrival) that arrives while the same interrupt sits pending
+//!   in a running vCPU's List Register is kept separately; if the guest then acknowledges
+//!   the first, it sees a second one. Edges are never lost, but two close together can be
+//!   delivered twice where hardware would merge them.
+//! - Software-driven lines ([`Vgic::set_level`]) exist for SPIs only; owned PPIs are expected
+//!   to be HW-linked (the virtual timer).
+//! - No LPIs/ITS, no GICv2 compatibility (`ARE` = 0), no Group 0 delivery (FIQs).
 
 mod dist;
 mod redist;
@@ -105,7 +113,7 @@ pub const MAX_VCPUS: usize = 32;
 /// covers at most 32 interrupts.
 pub const MAX_EFFECTS: usize = 32;
 
-/// The last SPI INTID (1020..=1023 are special, IHI 0069 §2.2.1).
+/// The last SPI INTID (1020..=1023 are special INTIDs, IHI 0069 "INTIDs").
 pub const MAX_SPI_INTID: u32 = 1019;
 
 /// An interrupt the VM owns, optionally linked to a physical interrupt.
@@ -122,8 +130,8 @@ pub struct OwnedIrq {
 /// What one VM's virtual GIC is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct VgicConfig<'a> {
-    /// The MPIDR of each vCPU, by vCPU index. Only the affinity fields (Aff3 [39:32],
-    /// Aff2..Aff0 [23:0]) are used; they must differ between vCPUs.
+    /// The MPIDR of each vCPU, by vCPU index. Only the affinity fields (Aff3 \[39:32\],
+    /// Aff2..Aff0 \[23:0\]) are used; they must differ between vCPUs.
     pub mpidrs: &'a [u64],
     /// The PPIs the VM owns (the same on every vCPU), e.g. the virtual timer, PPI 27.
     pub ppis: &'a [OwnedIrq],
@@ -246,7 +254,7 @@ pub struct Flush {
     pub more_pending: bool,
 }
 
-/// The state of one interrupt, as a GIC keeps it (IHI 0069 §4.1.2).
+/// The state of one interrupt, as a GIC keeps it (IHI 0069, "Interrupt handling state machine").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IrqState {
     enabled: bool,
@@ -275,7 +283,7 @@ impl IrqState {
         }
     }
 
-    /// The pending state a register read shows (IHI 0069 §4.1.2: a level-sensitive
+    /// The pending state a register read shows (IHI 0069, "Interrupt handling state machine": a level-sensitive
     /// interrupt is pending while its line is asserted or its pending latch is set).
     const fn pending(&self) -> bool {
         self.latch || self.lr_pending || (!self.edge && self.line)
@@ -360,7 +368,7 @@ enum BitOp {
 #[derive(Debug, Clone)]
 pub struct Vgic<const VCPUS: usize, const SPIS: usize> {
     vcpu_count: usize,
-    /// `Aff3.Aff2.Aff1.Aff0` of each vCPU, as `GICR_TYPER[63:32]` shows it.
+    /// `Aff3.Aff2.Aff1.Aff0` of each vCPU, as `GICR_TYPER\[63:32\]` shows it.
     affinity: [u32; VCPUS],
     /// Bit n: the VM owns private INTID n (all SGIs, the configured PPIs).
     private_owned: u32,
@@ -376,7 +384,7 @@ pub struct Vgic<const VCPUS: usize, const SPIS: usize> {
 }
 
 /// `Aff3.Aff2.Aff1.Aff0` packed into 32 bits, from an MPIDR or a `GICD_IROUTER` value (both
-/// keep Aff3 in [39:32] and Aff2..Aff0 in [23:0]).
+/// keep Aff3 in \[39:32\] and Aff2..Aff0 in \[23:0\]).
 const fn affinity_of(mpidr: u64) -> u32 {
     (((mpidr >> 8) & 0xFF00_0000) | (mpidr & 0x00FF_FFFF)) as u32
 }
@@ -588,7 +596,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
     }
 
     /// Pending, enabled, forwarded, not active, routed to `vcpu` and in no other vCPU's List
-    /// Registers: the guest on `vcpu` could take it now (IHI 0069 §4.1.2, §4.7).
+    /// Registers: the guest on `vcpu` could take it now.
     fn deliverable_to(&self, irq: Irq, vcpu: usize) -> bool {
         let st = self.state(irq);
         let in_other_lr = match irq {

@@ -82,9 +82,9 @@ pub mod ctlr {
 
 /// `GICD_TYPER` fields (IHI 0069).
 pub mod typer {
-    /// `ITLinesNumber`, bits [4:0]: the highest SPI INTID is `32 × (N + 1) − 1`.
+    /// `ITLinesNumber`, bits \[4:0\]: the highest SPI INTID is `32 × (N + 1) − 1`.
     pub const IT_LINES_NUMBER_MASK: u32 = 0x1F;
-    /// `IDbits`, bits [23:19]: INTID bits minus one.
+    /// `IDbits`, bits \[23:19\]: INTID bits minus one.
     pub const IDBITS_SHIFT: u32 = 19;
     /// 16 INTID bits (`IDbits` = 0b01111), the minimum for GICv3 with no LPIs.
     pub const IDBITS_16: u32 = 0b01111;
@@ -124,7 +124,7 @@ pub mod gicr {
     pub const PIDR2: u64 = 0xFFE8;
 }
 
-/// Redistributor `SGI_base` offsets, relative to [`SGI_BASE`](super::SGI_BASE)
+/// Redistributor `SGI_base` offsets, relative to [`SGI_BASE`]
 /// (IHI 0069 chapter 12).
 pub mod gicr_sgi {
     /// `GICR_IGROUPR0`.
@@ -157,9 +157,9 @@ pub mod gicr_sgi {
 pub mod gicr_typer {
     /// `Last`, bit 4: this is the last Redistributor of the region.
     pub const LAST: u64 = 1 << 4;
-    /// `Processor_Number`, bits [23:8].
+    /// `Processor_Number`, bits \[23:8\].
     pub const PROCESSOR_NUMBER_SHIFT: u32 = 8;
-    /// `Affinity_Value`, bits [63:32]: `Aff3.Aff2.Aff1.Aff0` of the PE.
+    /// `Affinity_Value`, bits \[63:32\]: `Aff3.Aff2.Aff1.Aff0` of the PE.
     pub const AFFINITY_SHIFT: u32 = 32;
 }
 
@@ -175,45 +175,45 @@ pub mod waker {
 pub mod irouter {
     /// `Interrupt_Routing_Mode`, bit 31: 1 = any participating PE ("1 of N").
     pub const IRM: u64 = 1 << 31;
-    /// The bits that hold state: Aff0..Aff2 [23:0], IRM [31], Aff3 [39:32]. The rest is RES0.
+    /// The bits that hold state: Aff0..Aff2 \[23:0\], IRM \[31\], Aff3 \[39:32\]. The rest is RES0.
     pub const WRITABLE: u64 = 0x0000_00FF_80FF_FFFF;
 }
 
 /// `ICC_SGI1R_EL1` fields (IHI 0069; DDI 0487).
 pub mod sgi1r {
-    /// `TargetList`, bits [15:0].
+    /// `TargetList`, bits \[15:0\].
     pub const TARGET_LIST_MASK: u64 = 0xFFFF;
-    /// `Aff1`, bits [23:16].
+    /// `Aff1`, bits \[23:16\].
     pub const AFF1_SHIFT: u32 = 16;
-    /// `INTID`, bits [27:24].
+    /// `INTID`, bits \[27:24\].
     pub const INTID_SHIFT: u32 = 24;
-    /// `Aff2`, bits [39:32].
+    /// `Aff2`, bits \[39:32\].
     pub const AFF2_SHIFT: u32 = 32;
     /// `IRM`, bit 40: 1 = every PE except the sender.
     pub const IRM: u64 = 1 << 40;
-    /// `RS`, bits [47:44]: Affinity 0 = 16 × RS + target-list bit.
+    /// `RS`, bits \[47:44\]: Affinity 0 = 16 × RS + target-list bit.
     pub const RS_SHIFT: u32 = 44;
-    /// `Aff3`, bits [55:48].
+    /// `Aff3`, bits \[55:48\].
     pub const AFF3_SHIFT: u32 = 48;
 }
 
 /// `ICH_LR<n>_EL2` fields (IHI 0069; DDI 0487 `ICH_LR<n>_EL2`).
 pub mod lr {
-    /// `vINTID`, bits [31:0].
+    /// `vINTID`, bits \[31:0\].
     pub const VINTID_MASK: u64 = 0xFFFF_FFFF;
-    /// `pINTID`, bits [44:32], when `HW` is 1 (a physical SPI or PPI INTID, < 1020).
+    /// `pINTID`, bits \[44:32\], when `HW` is 1 (a physical SPI or PPI INTID, < 1020).
     pub const PINTID_SHIFT: u32 = 32;
     /// `pINTID` mask.
     pub const PINTID_MASK: u64 = 0x1FFF << PINTID_SHIFT;
     /// `EOI`, bit 41, when `HW` is 0: a maintenance interrupt when the guest deactivates it.
     pub const EOI: u64 = 1 << 41;
-    /// `Priority`, bits [55:48].
+    /// `Priority`, bits \[55:48\].
     pub const PRIORITY_SHIFT: u32 = 48;
     /// `Group`, bit 60: 1 = Group 1.
     pub const GROUP1: u64 = 1 << 60;
     /// `HW`, bit 61: the virtual interrupt is linked to physical `pINTID`.
     pub const HW: u64 = 1 << 61;
-    /// `State`, bits [63:62]: 0b01 pending, 0b10 active, 0b11 pending and active.
+    /// `State`, bits \[63:62\]: 0b01 pending, 0b10 active, 0b11 pending and active.
     pub const STATE_SHIFT: u32 = 62;
     /// `State` pending bit.
     pub const PENDING: u64 = 1 << 62;
@@ -221,12 +221,12 @@ pub mod lr {
     pub const ACTIVE: u64 = 1 << 63;
 }
 
-/// `GICD_IIDR` / `GICR_IIDR`: ProductID 0x54 ('T', Tessera) [31:24], Variant 0, Revision 0,
+/// `GICD_IIDR` / `GICR_IIDR`: ProductID 0x54 ('T', Tessera) \[31:24\], Variant 0, Revision 0,
 /// Implementer 0x43B (the JEP106 code of Arm, as KVM's virtual GIC also reports). No Linux
 /// erratum workaround matches this ProductID.
 pub const IIDR: u32 = 0x5400_043B;
 
-/// `GICD_PIDR2`/`GICR_PIDR2`: `ArchRev` [7:4] = 3 (GICv3), JEDEC bit and `DES_1` = 0xB, the
+/// `GICD_PIDR2`/`GICR_PIDR2`: `ArchRev` \[7:4\] = 3 (GICv3), JEDEC bit and `DES_1` = 0xB, the
 /// value Linux's `gic_validate_dist_version` and redistributor walk check (IHI 0069).
 pub const PIDR2: u32 = 0x3B;
 
