@@ -206,9 +206,7 @@ fn place_initrd(
         .iter()
         .find(|r| r.ipa_range().contains(image.base))
         .and_then(|r| r.ipa_range().end());
-    let start = image
-        .end()
-        .and_then(|end| align_up(end, BLOCK_2M));
+    let start = image.end().and_then(|end| align_up(end, BLOCK_2M));
     let room = match (start, region_end) {
         (Some(start), Some(end)) => end.saturating_sub(start),
         _ => 0,
@@ -322,7 +320,9 @@ impl VmPlan {
     /// Bytes this VM adds to the hypervisor's `.payload` (each blob is page aligned).
     pub fn payload_bytes(&self) -> u64 {
         let page = |len: usize| (len as u64).next_multiple_of(PAGE_SIZE);
-        page(self.image.len()) + page(self.dtb.len()) + self.initrd.as_ref().map_or(0, |i| page(i.len()))
+        page(self.image.len())
+            + page(self.dtb.len())
+            + self.initrd.as_ref().map_or(0, |i| page(i.len()))
     }
 }
 

@@ -48,7 +48,11 @@ fn the_guest_tree_describes_memory_cpus_psci_console_and_chosen() {
     assert_eq!(uart.str("compatible"), "arm,sbsa-uart");
     assert_eq!(uart.u64s("reg"), [0x900_0000, 0x1000]);
     assert_eq!(uart.cells("current-speed"), [115_200]);
-    assert_eq!(uart.cells("interrupts"), [0, 1, 4], "GIC_SPI 1 (INTID 33), level high");
+    assert_eq!(
+        uart.cells("interrupts"),
+        [0, 1, 4],
+        "GIC_SPI 1 (INTID 33), level high"
+    );
 }
 
 #[test]
