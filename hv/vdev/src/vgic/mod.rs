@@ -368,7 +368,7 @@ enum BitOp {
 #[derive(Debug, Clone)]
 pub struct Vgic<const VCPUS: usize, const SPIS: usize> {
     vcpu_count: usize,
-    /// `Aff3.Aff2.Aff1.Aff0` of each vCPU, as `GICR_TYPER\[63:32\]` shows it.
+    /// `Aff3.Aff2.Aff1.Aff0` of each vCPU, as `GICR_TYPER[63:32]` shows it.
     affinity: [u32; VCPUS],
     /// Bit n: the VM owns private INTID n (all SGIs, the configured PPIs).
     private_owned: u32,
