@@ -461,6 +461,48 @@ mod tests {
         );
     }
 
+    /// A plan whose initrd sits in the image's BSS: placement never makes one, but the
+    /// check must still catch it (the validator sees only the image's file bytes).
+    #[test]
+    fn an_initrd_in_the_image_bss_is_refused() {
+        let vm = VmPlan {
+            name: "linux".into(),
+            node: "/vms/linux".into(),
+            vmid: 1,
+            cpus: vec![0],
+            memory: vec![MemoryRegion {
+                ipa: 0x4000_0000,
+                pa: 0x4800_0000,
+                size: 64 * MIB,
+            }],
+            console: None,
+            image: vec![0; 0x1000],
+            load_ipa: 0x4000_0000,
+            entry_ipa: 0x4000_0000,
+            image_footprint: 4 * MIB,
+            dtb: vec![0; 0x100],
+            dtb_ipa: 0x43e0_0000,
+            initrd: Some(vec![0; 0x1000]),
+            initrd_ipa: 0x4020_0000,
+            fault_policy: FaultPolicy::Inject,
+            on_system_off: ExitAction::Stop,
+            on_system_reset: ExitAction::Restart,
+        };
+        let error = vm.check_footprint().unwrap_err();
+        assert!(
+            matches!(error, Error::InitrdOverImage { ref node, initrd_ipa: 0x4020_0000 } if node == "/vms/linux")
+        );
+        assert_eq!(
+            error.to_string(),
+            "/vms/linux: the initrd at 0x40200000 overlaps the image's BSS"
+        );
+        let clear = VmPlan {
+            initrd_ipa: 0x4040_0000,
+            ..vm
+        };
+        assert!(clear.check_footprint().is_ok());
+    }
+
     #[test]
     fn allocation_skips_fixed_regions() {
         let bank = MemRange::new(0x4000_0000, 1024 * MIB);

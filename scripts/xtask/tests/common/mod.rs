@@ -32,6 +32,12 @@ impl Fixture {
         Self { dir, dts }
     }
 
+    /// Writes `initrd.img` beside the description.
+    pub fn with_initrd(self, initrd: &[u8]) -> Self {
+        std::fs::write(self.dir.path().join("initrd.img"), initrd).unwrap();
+        self
+    }
+
     pub fn check(&self) -> Result<Plan, Error> {
         xtask::check(&Workspace::locate(), &self.dts)
     }
