@@ -87,6 +87,10 @@ pub struct GicRegions {
 /// What can stop the guest from taking interrupts through the GIC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GicError {
+    /// GICD_PIDR2.ArchRev is not 3 or 4: no GICv3 distributor answers at the DT's address
+    /// (for instance a hypervisor that does not emulate it yet: the read aborts, the guest's
+    /// handler skips it, and the register keeps whatever it held).
+    NotGicV3 { arch_rev: u32 },
     /// No redistributor in the region has this CPU's affinity (GICR_TYPER.Affinity_Value).
     NoRedistributor { mpidr: u64 },
     /// GICR_WAKER.ChildrenAsleep stayed 1 after ProcessorSleep was cleared.
@@ -104,6 +108,9 @@ pub enum GicError {
 impl core::fmt::Display for GicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            GicError::NotGicV3 { arch_rev } => {
+                write!(f, "GICD_PIDR2.ArchRev is {arch_rev}, not a GICv3")
+            }
             GicError::NoRedistributor { mpidr } => {
                 write!(f, "no redistributor for mpidr {mpidr:#x}")
             }
@@ -112,6 +119,20 @@ impl core::fmt::Display for GicError {
             GicError::NoSystemRegisterInterface => write!(f, "ICC_SRE_EL1.SRE is 0"),
             GicError::UnusableInterrupt { intid } => write!(f, "unusable interrupt {intid}"),
         }
+    }
+}
+
+/// GICD_PIDR2.ArchRev (bits 7:4; IHI 0069H §12.9.27): 3 for GICv3, 4 for GICv4.
+pub const fn gicd_pidr2_arch_rev(pidr2: u32) -> u32 {
+    (pidr2 >> 4) & 0xf
+}
+
+/// Checks the distributor's identification before anything is programmed (as Linux's
+/// `gic_validate_dist_version` does).
+pub const fn check_arch_rev(pidr2: u32) -> Result<(), GicError> {
+    match gicd_pidr2_arch_rev(pidr2) {
+        3 | 4 => Ok(()),
+        arch_rev => Err(GicError::NotGicV3 { arch_rev }),
     }
 }
 
@@ -280,6 +301,22 @@ mod tests {
         assert_eq!(reads, 3);
         // A region too small for even one redistributor is never read.
         assert!(find_redistributor(0x1_0000, 0, |_| unreachable!()).is_err());
+    }
+
+    #[test]
+    fn distributor_identification() {
+        // QEMU's GICv3 reads 0x3b; an unmapped frame read through an abort reads 0.
+        assert_eq!(check_arch_rev(0x3b), Ok(()));
+        assert_eq!(check_arch_rev(0x4b), Ok(()));
+        assert_eq!(check_arch_rev(0), Err(GicError::NotGicV3 { arch_rev: 0 }));
+        assert_eq!(
+            check_arch_rev(0x2b),
+            Err(GicError::NotGicV3 { arch_rev: 2 })
+        );
+        assert_eq!(
+            GicError::NotGicV3 { arch_rev: 0 }.to_string(),
+            "GICD_PIDR2.ArchRev is 0, not a GICv3"
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ register_structs! {
         (0x0c00 => icfgr: [ReadWrite<u32>; 64]),
         (0x0d00 => _reserved3),
         (0x6000 => irouter: [ReadWrite<u64>; 1024]),
-        (0x8000 => @END),
+        (0x8000 => _reserved4),
+        (0xffe8 => pidr2: ReadOnly<u32>),
+        (0xffec => @END),
     }
 }
 
@@ -88,7 +90,7 @@ pub struct GicV3 {
 }
 
 impl GicV3 {
-    /// Finds this CPU's redistributor (by MPIDR_EL1 affinity), wakes it, enables affinity
+    /// Checks GICD_PIDR2 says GICv3/v4, finds this CPU's redistributor (by MPIDR_EL1 affinity), wakes it, enables affinity
     /// routing and Group 1 in the distributor, and turns on the CPU interface (SRE = 1,
     /// PMR = 0xff, EOImode 0, IGRPEN1 = 1). IRQs stay masked in PSTATE.
     ///
@@ -97,6 +99,9 @@ impl GicV3 {
     /// is off), and this guest must be the only software driving them (natively) or they must
     /// be its vGIC (under Tessera). Call from the boot CPU only.
     pub unsafe fn init(regions: GicRegions, mpidr: u64) -> Result<Self, GicError> {
+        // SAFETY: the distributor frame comes from the device tree (caller's contract).
+        let distributor = unsafe { &*(regions.distributor.0 as *const GicdRegisters) };
+        gic::check_arch_rev(distributor.pidr2.get())?;
         let (rd_region, rd_size) = regions.redistributors;
         let offset = find_redistributor(rd_size, mpidr, |offset| {
             // SAFETY: `offset` + one RD frame lies inside the redistributor region (checked
@@ -104,11 +109,11 @@ impl GicV3 {
             unsafe { rd_frame(rd_region + offset) }.typer.get()
         })?;
         let redistributor_base = rd_region + offset;
-        // SAFETY: the region comes from the device tree (caller's contract); the distributor
-        // frame and the found redistributor's two frames lie inside their regions.
+        // SAFETY: the region comes from the device tree (caller's contract); the found
+        // redistributor's two frames lie inside it.
         let gic = unsafe {
             Self {
-                distributor: &*(regions.distributor.0 as *const GicdRegisters),
+                distributor,
                 redistributor: rd_frame(redistributor_base),
                 sgi: &*((redistributor_base + SGI_FRAME) as *const GicrSgiRegisters),
                 redistributor_base,
