@@ -13,6 +13,7 @@ root=$(pwd)
 out="$root/target/linux"
 debs="$out/debs"
 init_src="$root/scripts/linux/init"
+self="$root/scripts/fetch-linux.sh"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -21,7 +22,7 @@ log() { echo "fetch-linux: $*" >&2; }
 # Fast path: every output present and the initramfs newer than its inputs.
 if [ -z "${TESSERA_LINUX_REFRESH:-}" ] && [ -s "$out/Image" ] && [ -s "$out/VERSION" ] \
     && [ -s "$out/initramfs.cpio.gz" ] && [ "$out/initramfs.cpio.gz" -nt "$init_src" ] \
-    && [ "$out/initramfs.cpio.gz" -nt "$0" ]; then
+    && [ "$out/initramfs.cpio.gz" -nt "$self" ]; then
     exit 0
 fi
 
@@ -116,7 +117,7 @@ if [ ! -s "$out/Image" ] || [ "$(cat "$out/STAMP" 2>/dev/null)" != "$stamp" ]; t
 fi
 
 if [ ! -s "$out/initramfs.cpio.gz" ] || [ "$init_src" -nt "$out/initramfs.cpio.gz" ] \
-    || [ "$0" -nt "$out/initramfs.cpio.gz" ]; then
+    || [ "$self" -nt "$out/initramfs.cpio.gz" ]; then
     log "building the initramfs"
     rm -rf "$work/bb" "$work/rootfs" && mkdir -p "$work/bb" "$work/rootfs"
     dpkg-deb -x "$bbdeb" "$work/bb"
@@ -126,6 +127,8 @@ if [ ! -s "$out/initramfs.cpio.gz" ] || [ "$init_src" -nt "$out/initramfs.cpio.g
     # The applet links are made at boot by /init (`busybox --install -s`): making them here
     # would mean running the arm64 binary on the host.
     install -m 0755 "$init_src" "$r/init"
+    # Same inputs, same bytes: fixed mtimes, owners, inode numbers and order, no gzip name.
+    find "$r" -exec touch -h -d @0 {} +
     (cd "$r" && find . -mindepth 1 | LC_ALL=C sort \
         | cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9n >"$out/initramfs.cpio.gz.tmp"
     mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
