@@ -4,7 +4,10 @@
 // Register use: x19 holds the DTB address (primary) or the CPU index (secondary), x20 the
 // load base. Only PC-relative addressing (adrp/add) is used before relocation.
 
-.equ STACK_SIZE, 0x8000
+.equ STACK_SIZE, {stack_size}
+// The linker script sizes the .stacks section from this symbol.
+.global __tessera_stack_size
+.set __tessera_stack_size, STACK_SIZE
 .equ PER_CPU_SIZE, {per_cpu_size}
 .equ PER_CPU_INDEX, {per_cpu_index}
 .equ R_AARCH64_RELATIVE, 1027

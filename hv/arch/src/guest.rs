@@ -70,9 +70,10 @@ pub fn load_vm(vtcr: u64, vttbr: u64) {
     VTCR_EL2.set(vtcr);
     VTTBR_EL2.set(vttbr);
     HCR_EL2.set(HCR_GUEST);
-    // EL1 may read the physical counter and use the physical timer registers (EL1PCTEN,
-    // EL1PCEN); the virtual counter is the physical one (CNTVOFF = 0).
-    CNTHCTL_EL2.set(0b11);
+    // EL1 may read the physical counter (EL1PCTEN); its physical timer registers trap
+    // (EL1PCEN = 0), so the guest only has the virtual timer. The virtual counter is the
+    // physical one (CNTVOFF = 0).
+    CNTHCTL_EL2.set(0b01);
     CNTVOFF_EL2.set(0);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
@@ -90,10 +91,18 @@ pub fn reset_el1(vmpidr: u64, sctlr: u64) {
     CPACR_EL1.set(0);
     SP_EL1.set(0);
     VMPIDR_EL2.set(vmpidr);
+    disable_virtual_timer();
     let midr = MIDR_EL1.get();
     // VPIDR_EL2 is not in aarch64-cpu.
     // SAFETY: writes the MIDR value EL1 reads; no memory effect.
     unsafe { core::arch::asm!("msr S3_4_C0_C0_0, {}", in(reg) midr, options(nostack)) };
+}
+
+/// Turns the EL1 virtual timer off (a stopped vCPU's timer must not keep interrupting).
+#[cfg(target_arch = "aarch64")]
+pub fn disable_virtual_timer() {
+    use aarch64_cpu::registers::{CNTV_CTL_EL0, Writeable};
+    CNTV_CTL_EL0.set(0);
 }
 
 /// Reads VBAR_EL1 (to inject an exception into the guest).
@@ -122,6 +131,7 @@ pub fn enter(_regs: &mut GuestRegs) -> ExitKind {
 mod host {
     pub fn load_vm(_: u64, _: u64) { unimplemented!("host build") }
     pub fn reset_el1(_: u64, _: u64) { unimplemented!("host build") }
+    pub fn disable_virtual_timer() { unimplemented!("host build") }
     pub fn vbar_el1() -> u64 { unimplemented!("host build") }
     pub fn set_el1_exception_state(_: u64, _: u64, _: u64, _: u64) { unimplemented!("host build") }
 }

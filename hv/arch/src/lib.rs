@@ -22,8 +22,13 @@ pub mod smccc;
 #[cfg(target_os = "none")]
 mod sync;
 
-/// Most physical CPUs the hypervisor supports (per-CPU stacks and blocks are sized by it).
+/// Most physical CPUs the hypervisor supports (per-CPU stacks and blocks are sized by it;
+/// `link.ld` reserves 8 stacks).
 pub const MAX_CPUS: usize = 8;
+
+/// Each CPU's EL2 stack. Boot-time construction of a VM's vGIC model (about 7 KiB, moved a
+/// few times) sets the high-water mark.
+pub const STACK_SIZE: usize = 64 * 1024;
 
 /// What the primary CPU knows when the hypervisor's Rust code starts.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +47,7 @@ mod entry {
 
     core::arch::global_asm!(
         include_str!("boot.S"),
+        stack_size = const STACK_SIZE,
         per_cpu_size = const core::mem::size_of::<cpu::PerCpu>(),
         per_cpu_index = const core::mem::offset_of!(cpu::PerCpu, index),
     );

@@ -87,8 +87,8 @@ pub struct Distributor {
 }
 
 // SAFETY: every access is a single volatile MMIO load or store, which cannot break memory
-// safety when CPUs share the driver. The read-modify-write in `enable_spi` is done by one CPU
-// at a time: the kernel calls it only from CPU 0 during bring-up.
+// safety when CPUs share the driver. (The read-modify-write in `enable_spi` is serialized by
+// the kernel's lock around the distributor, for correctness, not safety.)
 unsafe impl Sync for Distributor {}
 // SAFETY: as for `Sync`: moving the handle to another CPU moves only an address.
 unsafe impl Send for Distributor {}
@@ -141,6 +141,37 @@ impl Distributor {
     }
 }
 
+impl Distributor {
+    fn spi_bit(intid: u32) -> Option<(usize, u32)> {
+        let n = intid as usize;
+        (32..1020).contains(&n).then_some((n / 32, 1 << (n % 32)))
+    }
+
+    /// Disables SPI `intid`.
+    pub fn disable_spi(&self, intid: u32) -> Result<(), GicError> {
+        if let Some((word, bit)) = Self::spi_bit(intid) {
+            self.registers.icenabler[word].set(bit);
+        }
+        self.wait_for_rwp()
+    }
+
+    /// Makes SPI `intid` pending.
+    pub fn set_pending_spi(&self, intid: u32) -> Result<(), GicError> {
+        if let Some((word, bit)) = Self::spi_bit(intid) {
+            self.registers.ispendr[word].set(bit);
+        }
+        Ok(())
+    }
+
+    /// Deactivates SPI `intid` (one a guest will not deactivate itself).
+    pub fn deactivate_spi(&self, intid: u32) -> Result<(), GicError> {
+        if let Some((word, bit)) = Self::spi_bit(intid) {
+            self.registers.icactiver[word].set(bit);
+        }
+        Ok(())
+    }
+}
+
 pub struct Redistributor {
     rd: &'static GicrRdRegisters,
     sgi: &'static GicrSgiRegisters,
@@ -171,8 +202,9 @@ impl Redistributor {
         Err(GicError::NoRedistributor { mpidr })
     }
 
-    /// Wakes the redistributor and puts SGIs/PPIs in Group 1, all disabled but `sgis`.
-    pub fn init(&self, sgis: u16) -> Result<(), GicError> {
+    /// Wakes the redistributor and puts SGIs/PPIs in Group 1, all disabled but those whose
+    /// bit is set in `enabled` (bit n = INTID n, 0-31).
+    pub fn init(&self, enabled: u32) -> Result<(), GicError> {
         self.rd.waker.set(self.rd.waker.get() & !GICR_WAKER_PROCESSOR_SLEEP);
         let mut awake = false;
         for _ in 0..POLL_LIMIT {
@@ -187,12 +219,12 @@ impl Redistributor {
         }
         self.sgi.icenabler0.set(u32::MAX);
         self.sgi.igroupr0.set(u32::MAX);
-        for n in 0..16 {
-            if sgis & (1 << n) != 0 {
+        for n in 0..32 {
+            if enabled & (1 << n) != 0 {
                 self.sgi.ipriorityr[n].set(PRIORITY);
             }
         }
-        self.sgi.isenabler0.set(sgis as u32);
+        self.sgi.isenabler0.set(enabled);
         Ok(())
     }
 }

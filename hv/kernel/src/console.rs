@@ -39,7 +39,7 @@ pub fn init(platform: &'static Platform) {
 
 /// Routes the physical UART's interrupt to this CPU and enables RX interrupts.
 pub fn enable_input(platform: &'static Platform, mpidr: u64) {
-    if platform.gicd.enable_spi(platform.board.uart.intid, mpidr).is_err() {
+    if crate::vgic::enable_physical_spi(platform, platform.board.uart.intid, mpidr).is_err() {
         defmt::error!("console interrupt not enabled: GIC timeout");
     }
     platform.uart.enable_rx_interrupt();
@@ -66,9 +66,10 @@ pub fn hv_notice(vm: &str, what: &str) {
 }
 
 /// The physical UART has input: feed it to the mux, then refill the focused VM's FIFO.
-pub fn on_uart_interrupt(platform: &Platform) {
-    let _ = platform;
-    let Some(console) = CONSOLE.get() else { return };
+/// Returns, per VM, the new level of its UART's interrupt line (`None`: unchanged).
+pub fn on_uart_interrupt() -> [Option<bool>; MAX_VMS] {
+    let mut levels = [None; MAX_VMS];
+    let Some(console) = CONSOLE.get() else { return levels };
     let mut refill = [false; MAX_VMS];
     {
         let mut console = console.lock();
@@ -86,15 +87,18 @@ pub fn on_uart_interrupt(platform: &Platform) {
     for (vm, _) in refill.iter().enumerate().filter(|(_, wanted)| **wanted) {
         let mut uart = VMS[vm].uart.lock();
         console.lock().mux.refill_input(vm, |byte| uart.push_rx(byte).is_ok());
+        levels[vm] = Some(uart.irq_level());
     }
+    levels
 }
 
 fn width(access: &MmioAccess) -> Width {
     access.width
 }
 
-/// A trapped guest access to its console frame. Returns the raw value for a read.
-pub fn guest_access(vm: usize, offset: u64, access: &MmioAccess, value: u64) -> Result<Option<u64>, ()> {
+/// A trapped guest access to its console frame. Returns the raw value for a read and the
+/// level of the UART's interrupt line afterwards.
+pub fn guest_access(vm: usize, offset: u64, access: &MmioAccess, value: u64) -> Result<(Option<u64>, bool), ()> {
     let runtime = VMS.get(vm).ok_or(())?;
     let mut uart = runtime.uart.lock();
     let console = CONSOLE.get();
@@ -108,12 +112,12 @@ pub fn guest_access(vm: usize, offset: u64, access: &MmioAccess, value: u64) -> 
                 let _ = mux.guest_output(vm, byte, &mut out);
             });
         }
-        Ok(None)
+        Ok((None, uart.irq_level()))
     } else {
         let raw = uart.mmio_read(offset, width(access)).map_err(|_| ())?;
         if let Some(console) = console {
             console.lock().mux.refill_input(vm, |byte| uart.push_rx(byte).is_ok());
         }
-        Ok(Some(raw))
+        Ok((Some(raw), uart.irq_level()))
     }
 }

@@ -4,12 +4,15 @@
 //! host-tested `tessera-core` and `tessera-vdev`.
 //!
 //! Lock order (take left before right, never the reverse):
-//! `VmRuntime::uart` → `console::CONSOLE`. The `defmt` logger's critical section is innermost.
+//! `VmRuntime::uart` → `console::CONSOLE`; `VmRuntime::uart` → `vgic::VGICS[vm]` → `vgic::GICD`.
+//! `CONSOLE` and a vGIC are never held together. The `defmt` logger's critical section is
+//! innermost.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 mod console;
 mod run;
+mod vgic;
 mod vm;
 
 use tessera_arch::BootInfo;

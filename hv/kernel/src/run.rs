@@ -13,12 +13,16 @@ use tessera_core::stage2::{S2Attrs, Stage2, Table};
 use tessera_core::{inject, vcpu};
 
 use crate::vm::{VmState, MAX_VCPUS, MAX_VMS, VMS};
-use crate::{console, Platform, KICK_SGI};
+use crate::{console, vgic, Platform, KICK_SGI};
 
 /// Stage-2 tables for every VM, handed out at boot. With 2 MiB blocks a VM needs a root
 /// table, one table per GiB of IPA space it uses, and one per unaligned 2 MiB piece.
 const STAGE2_TABLES: usize = 64;
 static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([const { Table([0; 512]) }; STAGE2_TABLES]);
+
+/// ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12, CRm 11, op2 5; IHI 0069 12.2.22): EL1 writes trap
+/// to EL2 while HCR_EL2.IMO is set.
+const ICC_SGI1R_EL1: u16 = exit::sysreg_encoding(3, 0, 12, 11, 5);
 
 /// Bound on how long a restart waits for the VM's other CPUs to leave the guest.
 const LEAVE_GUEST_POLLS: u32 = 10_000_000;
@@ -149,7 +153,8 @@ fn ipa_to_pa(vm: &Vm<'_>, ipa: u64, len: u64) -> Option<u64> {
         .map(|region| region.pa + (ipa - region.ipa))
 }
 
-/// Scrubs the VM's RAM and copies its image and DTB from the pristine copies in the image.
+/// Scrubs the VM's RAM and copies its image, DTB and initrd from the pristine copies in the
+/// image.
 fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
     for region in vm.memory {
         tessera_arch::phys::zero(region.pa, region.size).map_err(|_| "RAM refused")?;
@@ -158,6 +163,10 @@ fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
     tessera_arch::phys::copy_to(image_pa, vm.image.bytes).map_err(|_| "image refused")?;
     let dtb_pa = ipa_to_pa(vm, vm.dtb_ipa, vm.dtb.len() as u64).ok_or("DTB outside RAM")?;
     tessera_arch::phys::copy_to(dtb_pa, vm.dtb).map_err(|_| "DTB refused")?;
+    if let Some(initrd) = vm.initrd {
+        let initrd_pa = ipa_to_pa(vm, initrd.ipa, initrd.bytes.len() as u64).ok_or("initrd outside RAM")?;
+        tessera_arch::phys::copy_to(initrd_pa, initrd.bytes).map_err(|_| "initrd refused")?;
+    }
     tessera_arch::cache::invalidate_icache_all();
     Ok(())
 }
@@ -171,6 +180,9 @@ fn start_vm(platform: &Platform, index: usize) {
         return;
     }
     runtime.uart.lock().reset();
+    if !crate::vgic::init(platform, index) {
+        return;
+    }
     runtime.transition(VmState::Running);
     if runtime.vcpus[0].request_on(vm.image.entry_ipa, vm.dtb_ipa).is_ok() {
         kick_vcpu(platform, vm, 0);
@@ -245,7 +257,8 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let mpidr = tessera_arch::cpu::mpidr();
     match (platform.redistributor)(mpidr) {
         Ok(redistributor) => {
-            if redistributor.init(1 << KICK_SGI).is_err() {
+            let ppis = (1 << platform.board.timer.virt) | (1 << platform.board.gic.maintenance_intid);
+            if redistributor.init((1 << KICK_SGI) | ppis).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
         }
@@ -262,7 +275,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let Some((vm_index, vcpu_index)) = assignment else {
         loop {
             tessera_arch::cpu::wait_for_interrupt();
-            handle_interrupts(platform);
+            handle_interrupts(platform, None);
         }
     };
     let runtime = &VMS[vm_index];
@@ -276,12 +289,13 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 break start;
             }
             tessera_arch::cpu::wait_for_interrupt();
-            handle_interrupts(platform);
+            handle_interrupts(platform, None);
         };
         let generation = runtime.generation();
         let mut regs = GuestRegs { elr: entry, spsr: vcpu::RESET_SPSR_EL2, ..GuestRegs::default() };
         regs.x[0] = context;
         tessera_arch::guest::reset_el1(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1);
+        tessera_arch::gic_cpu::set_vmcr(0);
         tessera_arch::guest::load_vm(
             tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
             runtime.vttbr.load(Ordering::Acquire),
@@ -292,29 +306,64 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 slot.in_guest.store(false, Ordering::Release);
                 break;
             }
+            vgic::flush(vm_index, vcpu_index);
             let kind = tessera_arch::guest::enter(&mut regs);
             slot.in_guest.store(false, Ordering::Release);
+            let kick = vgic::sync(vm_index, vcpu_index);
+            kick_vcpus(platform, vm_index, kick);
             match kind {
                 ExitKind::Synchronous => handle_sync(platform, vm_index, vcpu_index, &mut regs),
-                ExitKind::Irq | ExitKind::Fiq => handle_interrupts(platform),
+                ExitKind::Irq | ExitKind::Fiq => handle_interrupts(platform, Some((vm_index, vcpu_index))),
                 ExitKind::SError => guest_fault(platform, vm_index, &mut regs, "SError"),
             }
         }
     }
 }
 
-/// Acknowledges and handles every pending physical interrupt (bounded).
-fn handle_interrupts(platform: &Platform) {
+/// Kicks the CPUs of the vCPUs in `mask` (bit n = vCPU n of VM `vm_index`).
+fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
+    if mask == 0 {
+        return;
+    }
+    let vm = &platform.system.vms[vm_index];
+    for vcpu_index in 0..vm.cpus.len().min(32) {
+        if mask & (1 << vcpu_index) != 0 {
+            kick_vcpu(platform, vm, vcpu_index);
+        }
+    }
+}
+
+/// Acknowledges and handles every pending physical interrupt (bounded). `current` is the
+/// vCPU this CPU was running, if it left a guest for this.
+fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
     for _ in 0..64 {
         let intid = tessera_arch::gic_cpu::acknowledge();
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
             return;
         }
-        if intid == platform.board.uart.intid {
-            console::on_uart_interrupt(platform);
-        }
-        // KICK_SGI needs no action: the run loop re-reads its vCPU's state after any exit.
         tessera_arch::gic_cpu::priority_drop(intid);
+        if intid == platform.board.timer.virt {
+            if let Some((vm_index, vcpu_index)) = current {
+                // Forwarded with the HW bit: the guest's EOI deactivates it.
+                let kick = vgic::hw_fired(vm_index, vcpu_index, intid);
+                kick_vcpus(platform, vm_index, kick);
+                continue;
+            }
+            // No vCPU to take it (the guest stopped with its timer armed): silence it.
+            tessera_arch::guest::disable_virtual_timer();
+        } else if intid == platform.board.uart.intid {
+            let levels = console::on_uart_interrupt();
+            for (vm_index, level) in levels.iter().enumerate() {
+                if let (Some(level), Some(vm)) = (level, platform.system.vms.get(vm_index))
+                    && let Some(console) = vm.console
+                {
+                    let kick = vgic::set_level(vm_index, console.intid, *level);
+                    kick_vcpus(platform, vm_index, kick);
+                }
+            }
+        }
+        // KICK_SGI and the maintenance interrupt need no action: the run loop syncs the
+        // list registers and re-reads its vCPU's state after every exit.
         tessera_arch::gic_cpu::deactivate(intid);
     }
 }
@@ -322,12 +371,18 @@ fn handle_interrupts(platform: &Platform) {
 fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
     match exit::decode(regs.esr, regs.far, regs.hpfar) {
-        Exit::DataAbort(abort) => data_abort(platform, vm_index, regs, &abort),
+        Exit::DataAbort(abort) => data_abort(platform, vm_index, vcpu_index, regs, &abort),
         Exit::Hvc { .. } => smccc(platform, vm_index, vcpu_index, regs),
         Exit::Smc { .. } => {
             // A trapped SMC leaves ELR at the SMC itself (DDI 0487 D1.10.4).
             regs.elr = regs.elr.wrapping_add(4);
             smccc(platform, vm_index, vcpu_index, regs);
+        }
+        Exit::SysReg(access) if access.encoding() == ICC_SGI1R_EL1 && !access.read => {
+            let value = if access.rt < 31 { regs.x[access.rt as usize] } else { 0 };
+            let targets = vgic::send_sgi(vm_index, vcpu_index, value);
+            kick_vcpus(platform, vm_index, targets);
+            regs.elr = regs.elr.wrapping_add(4);
         }
         Exit::SysReg(access) => {
             // Trapped by TIDCP/TACR/TSW: implementation-defined and auxiliary registers read
@@ -350,7 +405,7 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
     }
 }
 
-fn data_abort(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, abort: &DataAbort) {
+fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs, abort: &DataAbort) {
     let vm = &platform.system.vms[vm_index];
     if let (Some(console), Some(access)) = (vm.console, abort.access) {
         let frame = MemRange::new(console.ipa, tessera_config::PAGE_SIZE);
@@ -358,7 +413,9 @@ fn data_abort(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, abort:
             let offset = abort.ipa - console.ipa;
             let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
             match console::guest_access(vm_index, offset, &access, exit::mmio_write_value(&access, value)) {
-                Ok(read) => {
+                Ok((read, level)) => {
+                    let kick = vgic::set_level(vm_index, console.intid, level);
+                    kick_vcpus(platform, vm_index, kick);
                     if let Some(raw) = read
                         && !access.reg_is_zero()
                     {
@@ -371,6 +428,28 @@ fn data_abort(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, abort:
                     defmt::warn!("VM {=str}: bad console access at offset {=u64:#x}", vm.name, offset);
                     return guest_fault(platform, vm_index, regs, "bad console access");
                 }
+            }
+        }
+    }
+    if let (Some(frame), Some(access)) = (vgic::frame_of(platform.board, vm, abort.ipa), abort.access) {
+        let write = access.write.then(|| {
+            let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
+            exit::mmio_write_value(&access, value)
+        });
+        match vgic::access(platform, vm_index, vcpu_index, frame, access.width, write) {
+            Ok((read, kick)) => {
+                kick_vcpus(platform, vm_index, kick);
+                if let Some(raw) = read
+                    && !access.reg_is_zero()
+                {
+                    regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
+                }
+                regs.elr = regs.elr.wrapping_add(4);
+                return;
+            }
+            Err(error) => {
+                defmt::warn!("VM {=str}: bad GIC access at IPA {=u64:#x}: {}", vm.name, abort.ipa, error);
+                return guest_fault(platform, vm_index, regs, "bad GIC access");
             }
         }
     }

@@ -16,6 +16,7 @@ commands:
   build <system.dts>                       build the image; prints its path as the last stdout line
   check <system.dts>                       parse and validate only
   run [<system.dts>] [-- <qemu args>...]   build and boot under QEMU (default: dts/systems/qemu-virt/demo.dts)
+  log <tessera.elf> <hv.defmt>             decode a hypervisor log written by that image
 ";
 
 /// The system `run` boots when none is named.
@@ -34,6 +35,20 @@ fn main() -> ExitCode {
         ("check", [dts]) => xtask::check(&ws, dts)
             .map(|_| eprintln!("tessera: {} is valid", dts.display()))
             .map_err(|e| (e, dts)),
+        ("log", [elf, log]) => {
+            return match std::fs::read(log).map_err(|e| e.to_string()).and_then(|bytes| {
+                xtask::defmt_log::decode(elf, &bytes).map_err(|e| e.to_string())
+            }) {
+                Ok(lines) => {
+                    lines.iter().for_each(|line| println!("{line}"));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {}: {error}", log.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
         ("run", []) => return run(&ws, &ws.root.join(DEFAULT_SYSTEM), extra),
         ("run", [dts]) => return run(&ws, dts, extra),
         ("help" | "--help" | "-h", _) => {

@@ -1,0 +1,210 @@
+//! Each VM's virtual GICv3: the pure model (`tessera_vdev::vgic`) plus the glue that loads
+//! its list registers around every guest entry, carries out its effects on the physical GIC
+//! and kicks the CPUs of vCPUs that have something new pending.
+//!
+//! The VM's distributor and redistributors sit at the board's own GIC addresses in its IPA
+//! space (the build tool describes them there in the guest DTB); neither is mapped, so every
+//! access traps here.
+//!
+//! Lock order: a VM's `uart` lock may be held when its `VGICS` lock is taken, never the
+//! reverse; `GICD` (the physical distributor) is innermost.
+
+use tessera_config::{Board, Vm};
+use tessera_core::vcpu;
+use tessera_drivers::gicv3::GicError;
+use tessera_vdev::mmio::{MmioError, Width};
+use tessera_vdev::vgic::{Effect, OwnedIrq, VgicConfig, WriteOutcome};
+
+use crate::Platform;
+use crate::vm::{MAX_VCPUS, MAX_VMS};
+
+/// Most SPIs one VM may own (its console, later its passthrough devices).
+const VGIC_SPIS: usize = 32;
+
+pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
+
+static VGICS: [spin::Once<spin::Mutex<Vgic>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
+
+/// Serializes the read-modify-write register updates on the physical distributor.
+static GICD: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Size of the distributor frame (IHI 0069 12.9) and of one redistributor's two frames.
+pub const GICD_FRAME: u64 = 0x1_0000;
+pub const GICR_FRAME_PAIR: u64 = 0x2_0000;
+
+/// Creates VM `index`'s vGIC (or resets it on a restart).
+pub fn init(platform: &Platform, index: usize) -> bool {
+    let vm = &platform.system.vms[index];
+    if let Some(existing) = VGICS[index].get() {
+        existing.lock().reset();
+        return true;
+    }
+    let mut mpidrs = [0u64; MAX_VCPUS];
+    let count = vm.cpus.len().min(MAX_VCPUS);
+    for (i, mpidr) in mpidrs.iter_mut().enumerate().take(count) {
+        *mpidr = vcpu::vmpidr(i);
+    }
+    let timer = platform.board.timer.virt;
+    let ppis = [OwnedIrq { intid: timer, hw: Some(timer) }];
+    let mut spis = [OwnedIrq { intid: 0, hw: None }; 1];
+    let spi_count = match vm.console {
+        Some(console) => {
+            spis[0] = OwnedIrq { intid: console.intid, hw: None };
+            1
+        }
+        None => 0,
+    };
+    let config = VgicConfig { mpidrs: &mpidrs[..count], ppis: &ppis, spis: &spis[..spi_count] };
+    match Vgic::new(&config) {
+        Ok(vgic) => {
+            VGICS[index].call_once(|| spin::Mutex::new(vgic));
+            true
+        }
+        Err(error) => {
+            defmt::error!("VM {=str}: vGIC not built: {}", vm.name, error);
+            false
+        }
+    }
+}
+
+fn vgic(index: usize) -> Option<&'static spin::Mutex<Vgic>> {
+    VGICS.get(index).and_then(spin::Once::get)
+}
+
+/// Where the VM's trapped GIC frames are: `(GICD base, GICR base)`.
+pub fn frames(board: &Board<'_>) -> (u64, u64) {
+    (board.gic.gicd.base, board.gic.gicr.base)
+}
+
+/// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
+pub fn flush(vm_index: usize, vcpu_index: usize) {
+    let Some(vgic) = vgic(vm_index) else { return };
+    let count = tessera_arch::gic_cpu::list_register_count();
+    let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
+    let flush = vgic.lock().flush(vcpu_index, &mut lrs[..count]);
+    for (n, &lr) in lrs[..count].iter().enumerate() {
+        tessera_arch::gic_cpu::write_lr(n, lr);
+    }
+    tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
+}
+
+/// Reads the list registers back after an exit; returns vCPUs to kick.
+pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
+    let Some(vgic) = vgic(vm_index) else { return 0 };
+    let count = tessera_arch::gic_cpu::list_register_count();
+    let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
+    for (n, lr) in lrs[..count].iter_mut().enumerate() {
+        *lr = tessera_arch::gic_cpu::read_lr(n);
+    }
+    vgic.lock().sync(vcpu_index, &lrs[..count])
+}
+
+/// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.
+pub fn hw_fired(vm_index: usize, vcpu_index: usize, intid: u32) -> u32 {
+    vgic(vm_index).map_or(0, |vgic| vgic.lock().hw_fired(intid, vcpu_index))
+}
+
+/// An emulated device's interrupt line changed.
+pub fn set_level(vm_index: usize, intid: u32, level: bool) -> u32 {
+    vgic(vm_index).map_or(0, |vgic| vgic.lock().set_level(intid, level))
+}
+
+/// The guest wrote ICC_SGI1R_EL1.
+pub fn send_sgi(vm_index: usize, sender: usize, value: u64) -> u32 {
+    vgic(vm_index).map_or(0, |vgic| vgic.lock().send_sgi(sender, value))
+}
+
+/// True if `vcpu` has an interrupt to take (wakes it from a trapped WFI).
+pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
+    vgic(vm_index).is_some_and(|vgic| vgic.lock().has_pending(vcpu_index))
+}
+
+/// Which trapped frame an IPA falls in.
+pub enum Frame {
+    Distributor { offset: u64 },
+    Redistributor { vcpu: usize, offset: u64 },
+}
+
+pub fn frame_of(board: &Board<'_>, vm: &Vm<'_>, ipa: u64) -> Option<Frame> {
+    let (gicd, gicr) = frames(board);
+    if ipa >= gicd && ipa - gicd < GICD_FRAME {
+        return Some(Frame::Distributor { offset: ipa - gicd });
+    }
+    let gicr_size = GICR_FRAME_PAIR * vm.cpus.len() as u64;
+    if ipa >= gicr && ipa - gicr < gicr_size {
+        let offset = ipa - gicr;
+        return Some(Frame::Redistributor {
+            vcpu: (offset / GICR_FRAME_PAIR) as usize,
+            offset: offset % GICR_FRAME_PAIR,
+        });
+    }
+    None
+}
+
+/// A trapped guest access to its GIC frames. Returns the value read, if a read, and the
+/// vCPUs to kick.
+pub fn access(
+    platform: &Platform,
+    vm_index: usize,
+    vcpu_index: usize,
+    frame: Frame,
+    width: Width,
+    write: Option<u64>,
+) -> Result<(Option<u64>, u32), MmioError> {
+    let Some(vgic) = vgic(vm_index) else { return Err(MmioError::BadOffset { offset: 0 }) };
+    let outcome: WriteOutcome = {
+        let mut vgic = vgic.lock();
+        match (frame, write) {
+            (Frame::Distributor { offset }, None) => return Ok((Some(vgic.dist_read(offset, width)?), 0)),
+            (Frame::Redistributor { vcpu, offset }, None) => {
+                return Ok((Some(vgic.redist_read(vcpu, offset, width)?), 0));
+            }
+            (Frame::Distributor { offset }, Some(value)) => vgic.dist_write(vcpu_index, offset, width, value)?,
+            (Frame::Redistributor { vcpu, offset }, Some(value)) => {
+                vgic.redist_write(vcpu_index, vcpu, offset, width, value)?
+            }
+        }
+    };
+    let vm = &platform.system.vms[vm_index];
+    for effect in &outcome.effects {
+        if let Err(error) = apply(platform, vm, *effect) {
+            defmt::warn!("VM {=str}: physical GIC effect failed: {}", vm.name, gic_error(&error));
+        }
+    }
+    Ok((None, outcome.kick))
+}
+
+fn gic_error(error: &GicError) -> &'static str {
+    match error {
+        GicError::Timeout => "timeout",
+        GicError::NoRedistributor { .. } => "no redistributor",
+    }
+}
+
+/// Carries out one of the model's effects on the physical distributor. Only SPIs: the
+/// HW-linked PPI (the virtual timer) is enabled on every CPU at bring-up.
+fn apply(platform: &Platform, vm: &Vm<'_>, effect: Effect) -> Result<(), GicError> {
+    let cpu_mpidr = |vcpu: usize| {
+        vm.cpus
+            .get(vcpu)
+            .and_then(|&cpu| platform.board.cpus.get(cpu as usize))
+            .map(|desc| desc.mpidr)
+    };
+    let _gicd = GICD.lock();
+    match effect {
+        Effect::EnablePhysical { hw_intid, vcpu } if hw_intid >= 32 => match cpu_mpidr(vcpu) {
+            Some(mpidr) => platform.gicd.enable_spi(hw_intid, mpidr),
+            None => Ok(()),
+        },
+        Effect::DisablePhysical { hw_intid, .. } if hw_intid >= 32 => platform.gicd.disable_spi(hw_intid),
+        Effect::PendPhysical { hw_intid, .. } if hw_intid >= 32 => platform.gicd.set_pending_spi(hw_intid),
+        Effect::DeactivatePhysical { hw_intid, .. } if hw_intid >= 32 => platform.gicd.deactivate_spi(hw_intid),
+        _ => Ok(()),
+    }
+}
+
+/// Enables a physical SPI routed to `mpidr` (the console's, at bring-up).
+pub fn enable_physical_spi(platform: &Platform, intid: u32, mpidr: u64) -> Result<(), GicError> {
+    let _gicd = GICD.lock();
+    platform.gicd.enable_spi(intid, mpidr)
+}
