@@ -63,18 +63,36 @@ pub fn enter(regs: &mut GuestRegs) -> ExitKind {
     }
 }
 
+/// HCR_EL2.TWI and TWE: trap the guest's WFI and WFE (DDI 0487 D23.2.53).
+pub const HCR_TWI: u64 = 1 << 13;
+pub const HCR_TWE: u64 = 1 << 14;
+
+/// How a VM is confined beyond stage 2.
+#[derive(Debug, Clone, Copy)]
+pub struct VmControls {
+    pub vtcr: u64,
+    pub vttbr: u64,
+    /// Trap WFI and WFE.
+    pub trap_wfx: bool,
+    /// Let EL1 read CNTPCT_EL0 directly.
+    pub physical_counter: bool,
+    /// The VM's virtual counter is the physical counter minus this.
+    pub cntvoff: u64,
+}
+
 /// Installs a VM's stage-2 translation and trap configuration on this CPU.
 #[cfg(target_arch = "aarch64")]
-pub fn load_vm(vtcr: u64, vttbr: u64) {
+pub fn load_vm(controls: &VmControls) {
     use aarch64_cpu::registers::{CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, VTCR_EL2, VTTBR_EL2, Writeable};
-    VTCR_EL2.set(vtcr);
-    VTTBR_EL2.set(vttbr);
-    HCR_EL2.set(HCR_GUEST);
-    // EL1 may read the physical counter (EL1PCTEN); its physical timer registers trap
-    // (EL1PCEN = 0), so the guest only has the virtual timer. The virtual counter is the
-    // physical one (CNTVOFF = 0).
-    CNTHCTL_EL2.set(0b01);
-    CNTVOFF_EL2.set(0);
+    VTCR_EL2.set(controls.vtcr);
+    VTTBR_EL2.set(controls.vttbr);
+    let wfx = if controls.trap_wfx { HCR_TWI | HCR_TWE } else { 0 };
+    HCR_EL2.set(HCR_GUEST | wfx);
+    // EL1PCTEN (bit 0): EL1 may read the physical counter. EL1PCEN (bit 1) stays 0: the
+    // physical timer registers trap, so a guest only has the virtual timer and never sees
+    // or disturbs the hypervisor's (DDI 0487 D23.2.21).
+    CNTHCTL_EL2.set(controls.physical_counter as u64);
+    CNTVOFF_EL2.set(controls.cntvoff);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
@@ -129,7 +147,7 @@ pub fn enter(_regs: &mut GuestRegs) -> ExitKind {
 
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
-    pub fn load_vm(_: u64, _: u64) { unimplemented!("host build") }
+    pub fn load_vm(_: &super::VmControls) { unimplemented!("host build") }
     pub fn reset_el1(_: u64, _: u64) { unimplemented!("host build") }
     pub fn disable_virtual_timer() { unimplemented!("host build") }
     pub fn vbar_el1() -> u64 { unimplemented!("host build") }

@@ -20,6 +20,7 @@ pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDes
 pub use error::ConfigError;
 pub use validate::validate;
 
+
 /// The whole system: which board, where the hypervisor lives, and the VMs.
 #[derive(Debug, Clone, Copy)]
 pub struct System<'a> {
@@ -62,6 +63,23 @@ pub struct Vm<'a> {
     pub on_system_off: ExitAction,
     /// What PSCI SYSTEM_RESET from the guest does.
     pub on_system_reset: ExitAction,
+    /// Whether the guest's WFI (and WFE) run natively or trap to the hypervisor.
+    pub wfi: WfiPolicy,
+    /// Whether EL1 may read the physical counter (CNTPCT_EL0) directly. When not, reads trap
+    /// and return the VM's virtual count, so the VM never sees the board's absolute time.
+    pub physical_counter: bool,
+}
+
+/// What a guest's WFI/WFE does (HCR_EL2.TWI/TWE, DDI 0487 D23.2.53).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WfiPolicy {
+    /// The CPU really waits; any interrupt for the VM (or for the hypervisor) wakes it. The
+    /// lowest latency, and the CPU is the VM's alone anyway (null scheduler).
+    Native,
+    /// The hypervisor takes the trap and waits on the vCPU's behalf until the vCPU has an
+    /// interrupt pending.
+    Trap,
 }
 
 /// A guest RAM region.

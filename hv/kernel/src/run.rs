@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 
 use tessera_arch::guest::{ExitKind, GuestRegs};
 use tessera_arch::BootInfo;
-use tessera_config::{ExitAction, FaultPolicy, MemRange, Vm};
+use tessera_config::{ExitAction, FaultPolicy, MemRange, Vm, WfiPolicy};
 use tessera_core::exit::{self, DataAbort, Exit};
 use tessera_core::psci::{self, Outcome, PowerState, SmcccCall, VmView};
 use tessera_core::stage2::{S2Attrs, Stage2, Table};
@@ -23,6 +23,9 @@ static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([cons
 /// ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12, CRm 11, op2 5; IHI 0069 12.2.22): EL1 writes trap
 /// to EL2 while HCR_EL2.IMO is set.
 const ICC_SGI1R_EL1: u16 = exit::sysreg_encoding(3, 0, 12, 11, 5);
+
+/// CNTPCT_EL0 (op0 3, op1 3, CRn 14, CRm 0, op2 1): traps when CNTHCTL_EL2.EL1PCTEN is 0.
+const CNTPCT_EL0: u16 = exit::sysreg_encoding(3, 3, 14, 0, 1);
 
 /// Bound on how long a restart waits for the VM's other CPUs to leave the guest.
 const LEAVE_GUEST_POLLS: u32 = 10_000_000;
@@ -183,6 +186,7 @@ fn start_vm(platform: &Platform, index: usize) {
     if !crate::vgic::init(platform, index) {
         return;
     }
+    runtime.cntvoff.store(tessera_arch::cpu::counter(), Ordering::Release);
     runtime.transition(VmState::Running);
     if runtime.vcpus[0].request_on(vm.image.entry_ipa, vm.dtb_ipa).is_ok() {
         kick_vcpu(platform, vm, 0);
@@ -278,6 +282,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
             handle_interrupts(platform, None);
         }
     };
+    let vm = &platform.system.vms[vm_index];
     let runtime = &VMS[vm_index];
     let slot = &runtime.vcpus[vcpu_index];
     loop {
@@ -296,10 +301,13 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         regs.x[0] = context;
         tessera_arch::guest::reset_el1(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1);
         tessera_arch::gic_cpu::set_vmcr(0);
-        tessera_arch::guest::load_vm(
-            tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
-            runtime.vttbr.load(Ordering::Acquire),
-        );
+        tessera_arch::guest::load_vm(&tessera_arch::guest::VmControls {
+            vtcr: tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
+            vttbr: runtime.vttbr.load(Ordering::Acquire),
+            trap_wfx: vm.wfi == WfiPolicy::Trap,
+            physical_counter: vm.physical_counter,
+            cntvoff: runtime.cntvoff.load(Ordering::Acquire),
+        });
         loop {
             slot.in_guest.store(true, Ordering::Release);
             if runtime.generation() != generation || slot.power() != PowerState::On {
@@ -317,6 +325,21 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 ExitKind::SError => guest_fault(platform, vm_index, &mut regs, "SError"),
             }
         }
+    }
+}
+
+/// A trapped WFI: waits at EL2 (interrupts masked; a pending one still ends WFI) until the
+/// vCPU has something to take, or its VM or power state changes (the run loop looks then).
+fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: usize) {
+    let runtime = &VMS[vm_index];
+    let generation = runtime.generation();
+    let slot = &runtime.vcpus[vcpu_index];
+    while !vgic::has_pending(vm_index, vcpu_index)
+        && runtime.generation() == generation
+        && slot.power() == PowerState::On
+    {
+        tessera_arch::cpu::wait_for_interrupt();
+        handle_interrupts(platform, Some((vm_index, vcpu_index)));
     }
 }
 
@@ -378,6 +401,15 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
             regs.elr = regs.elr.wrapping_add(4);
             smccc(platform, vm_index, vcpu_index, regs);
         }
+        Exit::SysReg(access) if access.encoding() == CNTPCT_EL0 && access.read => {
+            // Only trapped when the VM may not see the physical counter: give it the
+            // virtual count instead.
+            if access.rt < 31 {
+                let offset = VMS[vm_index].cntvoff.load(Ordering::Acquire);
+                regs.x[access.rt as usize] = tessera_arch::cpu::counter().wrapping_sub(offset);
+            }
+            regs.elr = regs.elr.wrapping_add(4);
+        }
         Exit::SysReg(access) if access.encoding() == ICC_SGI1R_EL1 && !access.read => {
             let value = if access.rt < 31 { regs.x[access.rt as usize] } else { 0 };
             let targets = vgic::send_sgi(vm_index, vcpu_index, value);
@@ -393,7 +425,14 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
             }
             regs.elr = regs.elr.wrapping_add(4);
         }
-        Exit::Wfx { .. } => regs.elr = regs.elr.wrapping_add(4),
+        Exit::Wfx { wfe } => {
+            regs.elr = regs.elr.wrapping_add(4);
+            // A trapped WFE returns at once (nothing else could use this CPU); a trapped WFI
+            // waits here until the vCPU has an interrupt to take or is stopped.
+            if !wfe {
+                wait_for_guest_interrupt(platform, vm_index, vcpu_index);
+            }
+        }
         Exit::InstructionAbort { ipa, .. } => {
             defmt::warn!("VM {=str}: instruction abort at IPA {=u64:#x}", vm.name, ipa);
             guest_fault(platform, vm_index, regs, "instruction fetch outside its memory");

@@ -92,6 +92,9 @@ pub struct VmRuntime {
     pub uart: spin::Mutex<SbsaUart>,
     /// VTTBR_EL2 for this VM (stage-2 root and VMID), set once at boot.
     pub vttbr: AtomicU64,
+    /// CNTVOFF_EL2 for every vCPU of this VM: the physical count when the VM (re)started,
+    /// so its virtual counter starts from zero.
+    pub cntvoff: AtomicU64,
 }
 
 impl VmRuntime {
@@ -102,6 +105,7 @@ impl VmRuntime {
             vcpus: [const { VcpuSlot::new() }; MAX_VCPUS],
             uart: spin::Mutex::new(SbsaUart::new()),
             vttbr: AtomicU64::new(0),
+            cntvoff: AtomicU64::new(0),
         }
     }
 

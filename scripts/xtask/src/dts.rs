@@ -9,7 +9,7 @@ pub mod fdt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tessera_config::{ExitAction, FaultPolicy};
+use tessera_config::{ExitAction, FaultPolicy, WfiPolicy};
 
 use crate::error::{Error, Result, io};
 use fdt::Node;
@@ -42,6 +42,8 @@ pub struct VmDesc {
     pub fault_policy: FaultPolicy,
     pub on_system_off: ExitAction,
     pub on_system_reset: ExitAction,
+    pub wfi: WfiPolicy,
+    pub physical_counter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +180,18 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
     };
     let on_system_off = props.exit_action("on-system-off", ExitAction::Stop)?;
     let on_system_reset = props.exit_action("on-system-reset", ExitAction::Restart)?;
+    let wfi = match props.string("wfi")?.as_deref() {
+        None | Some("native") => WfiPolicy::Native,
+        Some("trap") => WfiPolicy::Trap,
+        Some(other) => return Err(props.bad_value("wfi", other, "\"native\" or \"trap\"")),
+    };
+    let physical_counter = match props.string("physical-counter")?.as_deref() {
+        None | Some("allow") => true,
+        Some("trap") => false,
+        Some(other) => {
+            return Err(props.bad_value("physical-counter", other, "\"allow\" or \"trap\""));
+        }
+    };
     props.finish()?;
 
     let mut memory = Vec::new();
@@ -221,6 +235,8 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         fault_policy,
         on_system_off,
         on_system_reset,
+        wfi,
+        physical_counter,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use tessera_config::{
     Board, Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PAGE_SIZE,
-    System, Vm, validate, vgic_frames,
+    System, Vm, WfiPolicy, validate, vgic_frames,
 };
 
 use crate::dts::{ConsoleDesc, SystemDesc, VmDesc};
@@ -59,6 +59,8 @@ pub struct VmPlan {
     pub fault_policy: FaultPolicy,
     pub on_system_off: ExitAction,
     pub on_system_reset: ExitAction,
+    pub wfi: WfiPolicy,
+    pub physical_counter: bool,
 }
 
 /// The files one VM is given, read: its image and its initrd.
@@ -190,6 +192,8 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
         fault_policy: desc.fault_policy,
         on_system_off: desc.on_system_off,
         on_system_reset: desc.on_system_reset,
+        wfi: desc.wfi,
+        physical_counter: desc.physical_counter,
     })
 }
 
@@ -356,6 +360,8 @@ impl Plan {
                 fault_policy: vm.fault_policy,
                 on_system_off: vm.on_system_off,
                 on_system_reset: vm.on_system_reset,
+                wfi: vm.wfi,
+                physical_counter: vm.physical_counter,
             })
             .collect();
         f(&System {
@@ -487,6 +493,8 @@ mod tests {
             fault_policy: FaultPolicy::Inject,
             on_system_off: ExitAction::Stop,
             on_system_reset: ExitAction::Restart,
+            wfi: WfiPolicy::Native,
+            physical_counter: true,
         };
         let error = vm.check_footprint().unwrap_err();
         assert!(

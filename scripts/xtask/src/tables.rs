@@ -89,7 +89,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm}};"
+        "    use tessera_config::{{Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm, WfiPolicy}};"
     );
     for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
         let Blobs { image, dtb, initrd } = files;
@@ -178,6 +178,8 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
             "            on_system_reset: ExitAction::{:?},",
             vm.on_system_reset
         );
+        line!("            wfi: WfiPolicy::{:?},", vm.wfi);
+        line!("            physical_counter: {},", vm.physical_counter);
         line!("        }},");
     }
     line!("    ];");

@@ -4,7 +4,7 @@
 mod common;
 
 use common::Fixture;
-use tessera_config::{Console, ExitAction, FaultPolicy};
+use tessera_config::{Console, ExitAction, FaultPolicy, WfiPolicy};
 use xtask::Error;
 
 #[test]
@@ -35,6 +35,8 @@ fn every_optional_property_is_read() {
     assert_eq!(alpha.fault_policy, FaultPolicy::Stop);
     assert_eq!(alpha.on_system_off, ExitAction::Restart);
     assert_eq!(alpha.on_system_reset, ExitAction::Stop);
+    assert_eq!(alpha.wfi, WfiPolicy::Trap);
+    assert!(!alpha.physical_counter);
     assert_eq!(alpha.memory.len(), 2);
     assert_eq!(alpha.memory[0].pa, 0x6000_0000, "host-base is kept");
     assert_eq!(alpha.memory[1].ipa, 0x9000_0000);
@@ -43,6 +45,8 @@ fn every_optional_property_is_read() {
     assert_eq!(beta.fault_policy, FaultPolicy::Inject, "default");
     assert_eq!(beta.on_system_off, ExitAction::Stop, "default");
     assert_eq!(beta.on_system_reset, ExitAction::Restart, "default");
+    assert_eq!(beta.wfi, WfiPolicy::Native, "default");
+    assert!(beta.physical_counter, "default");
 }
 
 #[test]
@@ -135,6 +139,13 @@ fn bad_value() {
         message,
         "/vms/alpha: property `fault-policy` is \"ignore\", but it must be \"inject\" or \"stop\""
     );
+}
+
+#[test]
+fn bad_wfi_policy() {
+    let (error, message) = Fixture::new("bad-wfi").error();
+    assert!(matches!(&error, Error::BadValue { node, property, .. } if node == "/vms/alpha" && property == "wfi"));
+    assert_eq!(message, "/vms/alpha: property `wfi` is \"sleep\", but it must be \"native\" or \"trap\"");
 }
 
 #[test]

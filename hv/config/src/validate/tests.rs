@@ -48,6 +48,8 @@ fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion])
         fault_policy: FaultPolicy::Inject,
         on_system_off: ExitAction::Stop,
         on_system_reset: ExitAction::Restart,
+        wfi: crate::WfiPolicy::Native,
+        physical_counter: true,
     }
 }
 
