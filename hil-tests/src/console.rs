@@ -321,6 +321,34 @@ impl ConsoleLog {
         VmStream::new(&self.lines_since(index), vm).count(pattern)
     }
 
+    /// `[vm]`'s stream since line `index`: its lines joined with nothing between them, a
+    /// trailing `\` removed (see the module doc). For scanning output whose own format
+    /// shows where its records end (`rt: heartbeat 7 late 1234ns`, rows ending in a marker).
+    pub fn stream_from(&self, vm: &str, index: usize) -> String {
+        VmStream::new(&self.lines_since(index), vm).joined
+    }
+
+    /// Waits until `[vm]`'s stream since the mark holds `begin` and, after it, `end`, and
+    /// returns the text between them. Line ends inside are lost (the stream joins lines), so
+    /// the guest should end its records visibly (`irqs` in the Linux initramfs ends each
+    /// row of `/proc/interrupts` with ` ~`). Choose markers that the echo of the typed
+    /// command does not contain (print them with `$((…))` or from a script).
+    pub fn expect_between_from(
+        &self,
+        vm: &str,
+        begin: &str,
+        end: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        let what = format!("from [{vm}] between {begin:?} and {end:?}");
+        self.wait_for(&what, timeout, |lines| {
+            let stream = VmStream::new(lines, vm);
+            let start = stream.joined.find(begin)? + begin.len();
+            let length = stream.joined[start..].find(end)?;
+            Some(stream.joined[start..start + length].to_string())
+        })
+    }
+
     /// Fails if `[vm]`'s stream since line `index` contains `pattern`.
     pub fn assert_absent_from(&self, vm: &str, pattern: &str, index: usize) -> Result<()> {
         let lines = self.lines_since(index);
@@ -465,6 +493,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unexpected console line"), "{error}");
+    }
+
+    #[test]
+    fn text_between_markers_spans_cuts_and_ignores_other_vms() {
+        let log = ConsoleLog::new(None);
+        log.push_bytes(
+            b"[linux] linux# irqs\r\n[linux] <irqs>\r\n[linux]  11:   5   7  arch_t\r\n",
+        );
+        log.push_bytes(b"[rt] rt: heartbeat 3 late 1000ns\r\n[linux] imer ~\r\n");
+        let short = Duration::from_millis(10);
+        assert!(
+            log.expect_between_from("linux", "<irqs>", "</irqs>", short)
+                .is_err(),
+            "no end marker yet"
+        );
+        log.push_bytes(b"[linux] Err: 0 ~\r\n[linux] </irqs>\r\n[linux] linux# ");
+        assert_eq!(
+            log.expect_between_from("linux", "<irqs>", "</irqs>", short)
+                .unwrap(),
+            " 11:   5   7  arch_timer ~Err: 0 ~"
+        );
+        assert_eq!(
+            log.stream_from("rt", 0),
+            "rt: heartbeat 3 late 1000ns",
+            "the rt VM's stream holds only its own text"
+        );
+        log.mark();
+        assert!(
+            log.expect_between_from("linux", "<irqs>", "</irqs>", short)
+                .is_err(),
+            "only text since the mark"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod build;
 mod console;
 mod defmt_log;
 mod error;
+pub mod interrupts;
 mod qemu;
+pub mod rt;
 
 pub use build::{build_guest_image, build_system, workspace_root};
 pub use console::{ConsoleLog, Line, split_tag};
