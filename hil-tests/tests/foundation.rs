@@ -254,7 +254,9 @@ fn foundation_reset_restarts_only_that_vm() {
         .expect_line_from("beta", "beta: heartbeat 1", EXPECT_TIMEOUT)
         .unwrap();
     assert_eq!(
-        target.console().count_from("beta", "hello from beta", reset),
+        target
+            .console()
+            .count_from("beta", "hello from beta", reset),
         1,
         "beta restarted exactly once"
     );
