@@ -52,3 +52,7 @@ if command -v rustup >/dev/null 2>&1; then
     rustup target list --installed | grep -q aarch64-unknown-none || rustup target add aarch64-unknown-none
     rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools
 fi
+
+# The default demo runs Debian's arm64 kernel with a busybox initramfs (fetched from the
+# Debian archive, never committed). Fast when already there.
+bash scripts/fetch-linux.sh

@@ -5,10 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Installs QEMU, dtc and the Rust target, and fetches Debian's arm64 kernel and builds the
+# busybox initramfs for Linux guests (target/linux/); quick when all is there.
 bash scripts/setup-host.sh
-# Debian's arm64 kernel and the busybox initramfs for Linux guests (target/linux/); returns
-# at once when they are already there.
-bash scripts/fetch-linux.sh
 
 echo "== firmware builds (aarch64-unknown-none)" >&2
 cargo build --release --target aarch64-unknown-none -p tessera-qemu-virt -p tessera-guest-baremetal

@@ -15,12 +15,12 @@ usage: cargo xtask <command>
 commands:
   build <system.dts>                       build the image; prints its path as the last stdout line
   check <system.dts>                       parse and validate only
-  run [<system.dts>] [-- <qemu args>...]   build and boot under QEMU (default: dts/systems/qemu-virt/demo.dts)
+  run [<system.dts>] [-- <qemu args>...]   build and boot under QEMU (default: dts/systems/qemu-virt/linux.dts)
   log <tessera.elf> <hv.defmt>             decode a hypervisor log written by that image
 ";
 
 /// The system `run` boots when none is named.
-const DEFAULT_SYSTEM: &str = "dts/systems/qemu-virt/demo.dts";
+const DEFAULT_SYSTEM: &str = "dts/systems/qemu-virt/linux.dts";
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
