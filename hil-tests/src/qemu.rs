@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 /// The semihosting file the hypervisor writes its defmt log to, in QEMU's working directory.
 pub const HV_LOG_FILE: &str = "hv.defmt";
 
+/// The whole console, written into a kept run directory.
+pub const CONSOLE_FILE: &str = "console.log";
+
 /// How a boot is run. [`QemuOptions::default`] is a Tessera system on `virt` with EL2.
 #[derive(Debug, Clone)]
 pub struct QemuOptions {
@@ -102,7 +105,8 @@ impl QemuOptions {
 }
 
 /// A running QEMU. Dropping it kills QEMU; the working directory is removed unless the test
-/// is failing (panicking) or `TESSERA_HIL_KEEP=1`, in which case its path is printed.
+/// is failing (panicking) or `TESSERA_HIL_KEEP=1`, in which case the console is written
+/// there ([`CONSOLE_FILE`]) and its path is printed.
 #[derive(Debug)]
 pub struct Qemu {
     child: Arc<Mutex<Child>>,
@@ -277,6 +281,15 @@ impl Drop for Qemu {
         let keep = std::thread::panicking()
             || std::env::var_os("TESSERA_HIL_KEEP").is_some_and(|v| v != "0");
         if keep {
+            // The whole console, timestamped, beside the hypervisor's log: failure messages
+            // show only its tail.
+            let console: String = self
+                .console
+                .lines()
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect();
+            let _ = std::fs::write(self.dir.join(CONSOLE_FILE), console);
             eprintln!("hil: QEMU run directory kept: {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
