@@ -183,23 +183,40 @@ fn linux_interrupts_count_on_both_vcpus() {
     );
 }
 
-/// Bounds on rt's heartbeat lateness. Natively (QEMU TCG, no hypervisor) the guest sees
-/// ~0.1–0.3 ms typically, the time QEMU takes to deliver a timer interrupt, with outliers of
-/// several ms when the host deschedules QEMU's vCPU thread (`guests/baremetal/README.md`).
-/// Under Tessera, next to Linux, we measured on a 2-core host: <TODO measured numbers>.
-/// A max of 50 ms is half the period: far above what the host's scheduler adds (≤ ~10 ms per
-/// preemption, a few in a row under load), far below a lost beat (≥ 100 ms, which the guest
-/// would skip). An average of 5 ms is ~10× the typical figure: a hypervisor that delays every
-/// timer interrupt by a scheduling quantum, or holds rt in a lock while Linux works, fails it.
+/// Bounds on rt's heartbeat lateness (`late <ns>ns`: how late the virtual timer's interrupt
+/// was taken).
+///
+/// Natively (QEMU TCG, no hypervisor) the guest sees ~0.1–0.3 ms typically, the time QEMU
+/// takes to deliver a timer interrupt, with outliers of several ms when the host deschedules
+/// QEMU's vCPU thread (`guests/baremetal/README.md`). Under Tessera beside Linux, on a 2-core
+/// host (QEMU 10.0, 4 vCPU threads), we measured (avg / max, ms):
+///
+/// | host           | Linux booting | Linux idle  | Linux running `load` |
+/// |----------------|---------------|-------------|----------------------|
+/// | otherwise idle | 0.3 / 2.1–5.4 | 0.3 / 2.9   | 0.24–0.43 / 2.5–5.1  |
+/// | + 2 busy loops | 1.1 / 7.3     | 0.3 / 3.4   | 1.2 / 8.9            |
+/// | + 4 busy loops | 1.2 / 8.9     | 1.3 / 5.8   | 1.8 / 13.1           |
+///
+/// and once, with other QEMUs and builds running, 82 ms for one beat early in Linux's boot.
+///
+/// So under load the bounds are: max < 50 ms, half the period, ~4× the worst we saw under
+/// a 3× oversubscribed host, and far below a lost beat (≥ 100 ms late, which the guest would
+/// skip); avg < 5 ms, ~3× the worst average and ~15× the typical one: a hypervisor that
+/// delays each of rt's interrupts by a scheduling quantum, or holds rt in a lock while Linux
+/// works, fails it. While Linux boots the hypervisor and QEMU do one-off work (VM start,
+/// PSCI CPU_ON, bursts of kernel log through the shared console, translating the kernel), so
+/// the max there is only held to one period (no beat lost); the average bound is the same.
 const MAX_LATE_NS: u64 = 50_000_000;
+const MAX_LATE_BOOT_NS: u64 = PERIOD_MS * 1_000_000;
 const AVG_LATE_NS: u64 = 5_000_000;
 
 /// How long `load` runs (Linux's `sleep`, in virtual time, which QEMU's virtual counter keeps
 /// close to wall time; rt counts the same virtual time).
 const LOAD_SECONDS: u64 = 10;
 
-/// Checks one phase's heartbeats: some beats, bounded lateness. Returns a summary line.
-fn check_lateness(phase: &str, beats: &[Heartbeat]) -> String {
+/// Checks one phase's heartbeats: some beats, max lateness below `max_ns`, average below
+/// [`AVG_LATE_NS`]. Returns a summary line.
+fn check_lateness(phase: &str, beats: &[Heartbeat], max_ns: u64) -> String {
     let summary = rt::lateness(beats);
     let said = format!(
         "{phase}: {} beats (k {}..{}), lateness avg {:.2} ms, max {:.2} ms",
@@ -211,7 +228,7 @@ fn check_lateness(phase: &str, beats: &[Heartbeat]) -> String {
     );
     eprintln!("rt: {said}");
     assert!(summary.count > 0, "no heartbeats {said}");
-    assert!(summary.max_ns < MAX_LATE_NS, "rt's max lateness {said}");
+    assert!(summary.max_ns < max_ns, "rt's max lateness {said}");
     assert!(summary.avg_ns < AVG_LATE_NS, "rt's average lateness {said}");
     said
 }
@@ -228,7 +245,7 @@ fn linux_rt_heartbeat_keeps_its_period() {
 
     // Linux's boot: every heartbeat from rt's first to the shell.
     let boot = beats_since(&*target, 0);
-    check_lateness("while Linux booted", &boot);
+    check_lateness("while Linux booted", &boot, MAX_LATE_BOOT_NS);
     assert_eq!(boot.first().map(|beat| beat.k), Some(1), "{boot:?}");
 
     // Linux under load.
@@ -274,7 +291,7 @@ fn linux_rt_heartbeat_keeps_its_period() {
         "linux: {running} … {done} ({:.1} s wall)",
         wall.as_secs_f64()
     );
-    check_lateness("while Linux ran `load`", &load);
+    check_lateness("while Linux ran `load`", &load, MAX_LATE_NS);
     let irqs_after = read_interrupts(&mut *target);
 
     // The load really ran: it forked, and the scheduler sent IPIs to both vCPUs.
@@ -302,10 +319,6 @@ fn linux_rt_heartbeat_keeps_its_period() {
             "CPU{cpu} took only {taken} IPIs under load: {irqs_before:#?} then {irqs_after:#?}"
         );
     }
-    target
-        .console()
-        .assert_absent_from(LINUX, "Segmentation fault", 0)
-        .unwrap();
 
     // The period holds: rt's k numbers have no gap from its first beat to now (every beat
     // was taken and printed; a beat later than a period would be skipped by the guest, so
@@ -319,7 +332,7 @@ fn linux_rt_heartbeat_keeps_its_period() {
         "rt took {taken} beats during Linux's {LOAD_SECONDS} s of load"
     );
     // The guest's own statistics agree: n counts on by 10 between consecutive jitter lines
-    // (one every 10th beat), and its max since boot is within the bound.
+    // (one every 10th beat), and its figures since boot are within the bounds.
     let jitter = rt::jitters(&target.console().stream_from(RT, 0), RT);
     let ns: Vec<u64> = jitter.iter().map(|line| line.n).collect();
     assert!(
@@ -328,6 +341,14 @@ fn linux_rt_heartbeat_keeps_its_period() {
     );
     let last = jitter.last().unwrap();
     eprintln!("rt: last jitter line: {last:?}");
-    assert!(last.max_ns < MAX_LATE_NS, "{last:?}");
+    assert!(last.max_ns < MAX_LATE_BOOT_NS, "{last:?}");
     assert!(last.avg_ns < AVG_LATE_NS, "{last:?}");
+
+    // And Linux ran it correctly: no process of the fork storm (or the shell) crashed. A
+    // hypervisor that clobbers guest state on exits (general or FP/SIMD registers) shows up
+    // here first, as `Segmentation fault` from busybox.
+    target
+        .console()
+        .assert_absent_from(LINUX, "Segmentation fault", 0)
+        .unwrap();
 }
