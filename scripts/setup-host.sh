@@ -49,7 +49,9 @@ fi
 cd "$(dirname "$0")/.."
 if command -v rustup >/dev/null 2>&1; then
     rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-    rustup target list --installed | grep -q aarch64-unknown-none || rustup target add aarch64-unknown-none
+    for target in aarch64-unknown-none aarch64-unknown-none-softfloat; do
+        rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+    done
     rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools
 fi
 

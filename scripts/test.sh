@@ -9,12 +9,14 @@ cd "$(dirname "$0")/.."
 # busybox initramfs for Linux guests (target/linux/); quick when all is there.
 bash scripts/setup-host.sh
 
-echo "== firmware builds (aarch64-unknown-none)" >&2
-cargo build --release --target aarch64-unknown-none -p tessera-qemu-virt -p tessera-guest-baremetal
+echo "== firmware builds (hypervisor: aarch64-unknown-none-softfloat, guest: aarch64-unknown-none)" >&2
+cargo build --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt
+cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal
 
 echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy --release --target aarch64-unknown-none -p tessera-qemu-virt -p tessera-guest-baremetal -- -D warnings
+cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -- -D warnings
+cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -- -D warnings
 
 echo "== tests (host unit tests, then HIL tests under QEMU)" >&2
 cargo test --workspace

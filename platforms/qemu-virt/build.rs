@@ -23,7 +23,9 @@ fn main() {
     };
     fs::write(out.join("system.rs"), tables).expect("writing system.rs into OUT_DIR");
 
-    if env::var("TARGET").as_deref() == Ok("aarch64-unknown-none") {
+    // The hypervisor is built for aarch64-unknown-none-softfloat (no FP/SIMD at EL2).
+    let target = env::var("TARGET").unwrap_or_default();
+    if target.starts_with("aarch64-unknown-none") {
         let link = manifest.join("../../hv/arch/link.ld");
         println!("cargo:rerun-if-changed={}", link.display());
         println!("cargo:rustc-link-arg-bins=-T{}", link.display());

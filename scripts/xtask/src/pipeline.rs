@@ -13,8 +13,12 @@ use crate::image::{self, ARM64_IMAGE_MAGIC, Arm64Header};
 use crate::layout::{self, Plan};
 use crate::tables;
 
-/// The aarch64 target every firmware crate is built for.
+/// The target guests are built for (they may use FP/SIMD).
 pub const TARGET: &str = "aarch64-unknown-none";
+
+/// The target the hypervisor is built for: no FP/SIMD code at all, so EL2 never touches a
+/// guest's FP/SIMD registers and needs not save them on an exit.
+pub const HYPERVISOR_TARGET: &str = "aarch64-unknown-none-softfloat";
 
 /// The boards this tool builds for, by `board = "…"` name.
 pub fn board(name: &str) -> Result<&'static Board<'static>> {
@@ -130,7 +134,7 @@ fn load_image(ws: &Workspace, vm: &dts::VmDesc) -> Result<Vec<u8>> {
             let package = format!("tessera-guest-{guest}");
             eprintln!("tessera: building guest {package} for {}", vm.node);
             let elf =
-                cargo_build(ws, &["-p", &package], &[]).map_err(|reason| Error::GuestBuild {
+                cargo_build(ws, TARGET, &["-p", &package], &[]).map_err(|reason| Error::GuestBuild {
                     node: vm.node.clone(),
                     guest: guest.clone(),
                     reason,
@@ -154,15 +158,20 @@ fn load_initrd(vm: &dts::VmDesc) -> Result<Option<Vec<u8>>> {
         .transpose()
 }
 
-/// Runs `cargo build --target aarch64-unknown-none --release` with `args` and returns the
-/// path of the executable it produced. The error is a reason for the message.
-fn cargo_build(ws: &Workspace, args: &[&str], env: &[(&str, &Path)]) -> Result<PathBuf, String> {
+/// Runs `cargo build --target <target> --release` with `args` and returns the path of the
+/// executable it produced. The error is a reason for the message.
+fn cargo_build(
+    ws: &Workspace,
+    target: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Result<PathBuf, String> {
     let mut command = ws.cargo();
     command
         .args([
             "build",
             "--target",
-            TARGET,
+            target,
             "--release",
             "--message-format=json-render-diagnostics",
         ])
@@ -206,6 +215,7 @@ pub fn build(ws: &Workspace, dts: &Path) -> Result<Built> {
     eprintln!("tessera: building {package}");
     let built = cargo_build(
         ws,
+        HYPERVISOR_TARGET,
         &["-p", &package, "--bin", &package],
         &[("TESSERA_SYSTEM_RS", &system_rs)],
     )
