@@ -32,6 +32,6 @@ mod tests {
     fn sgi1r_targets_one_cpu() {
         assert_eq!(sgi1r_value(0, 1), 1 | (1 << 24));
         assert_eq!(sgi1r_value(1, 2), (1 << 1) | (2 << 24));
-        assert_eq!(sgi1r_value(0x0102_0311, 15), (1 << 1) | (3 << 16) | (15 << 24) | (2 << 32) | (1 << 44) | (1 << 48));
+        assert_eq!(sgi1r_value(0x01_0002_0311, 15), (1 << 1) | (3 << 16) | (15 << 24) | (2 << 32) | (1 << 44) | (1 << 48));
     }
 }
