@@ -473,7 +473,7 @@ fn version(program: &str, arg: &str) -> String {
 
 fn native_command(kernel: &Path, smp: &str, memory: &str, extra: &[&str]) -> Command {
     let mut command = Command::new(QEMU);
-    command.args(["-M", "virt,gic-version=3", "-cpu", CPU, "-icount", ICOUNT, "-smp", smp, "-m", memory, "-nographic", "-kernel"]);
+    command.args(["-M", "virt,gic-version=3,dtb-randomness=off", "-cpu", CPU, "-icount", ICOUNT, "-smp", smp, "-m", memory, "-nographic", "-nic", "none", "-rtc", "base=2026-01-01T00:00:00,clock=vm", "-kernel"]);
     command.arg(kernel);
     command.args(extra);
     command
