@@ -11,12 +11,12 @@ bash scripts/setup-host.sh
 
 echo "== firmware builds (hypervisor: aarch64-unknown-none-softfloat, guest: aarch64-unknown-none)" >&2
 cargo build --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt
-cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal
+cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench
 
 echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -- -D warnings
-cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -- -D warnings
+cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -- -D warnings
 
 echo "== tests (host unit tests, then HIL tests under QEMU)" >&2
 cargo test --workspace

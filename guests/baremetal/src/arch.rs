@@ -14,7 +14,9 @@ use tessera_guest_baremetal::dt::Conduit;
 // The arm64 Image header, then the boot CPU's entry, the secondary entry for PSCI CPU_ON,
 // and the EL1 vector table.
 //
-// Boot CPU: x0 = DTB address. Secondary: x0 = the PSCI CPU_ON context ID, which the guest
+// Boot CPU: x0 = DTB address; `primary_main` gets it and, as x1, CNTPCT_EL0 as read by the
+// first instruction of `primary_entry` (the physical count since reset, for boot-time
+// benchmarks: under Tessera the virtual count starts at the VM's start). Secondary: x0 = the PSCI CPU_ON context ID, which the guest
 // sets to the CPU's index in the DT; it runs on stack slot index+1 (slot 0 is the boot CPU's).
 // Stacks live in `.stack`, sized by `link.ld` (`__stack_size`, `__stack_count`).
 global_asm!(
@@ -33,6 +35,7 @@ _start:
 
     .section .text.boot, "ax"
 primary_entry:
+    mrs     x20, cntpct_el0     // the boot stamp (first instruction after the header's branch)
     mov     x19, x0
     msr     daifset, #0xf
     mov     x1, #(3 << 20)      // CPACR_EL1.FPEN = 0b11: no FP/SIMD traps (D19.2.30)
@@ -59,6 +62,7 @@ primary_entry:
     msr     vbar_el1, x1
     isb
     mov     x0, x19
+    mov     x1, x20
     bl      primary_main
     b       park
 

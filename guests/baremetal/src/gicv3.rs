@@ -97,7 +97,8 @@ impl GicV3 {
     /// # Safety
     /// `regions` must be the GICv3 frames from this guest's device tree, reachable (the MMU
     /// is off), and this guest must be the only software driving them (natively) or they must
-    /// be its vGIC (under Tessera). Call from the boot CPU only.
+    /// be its vGIC (under Tessera). The boot CPU calls it first; a secondary may call it after
+    /// that for its own redistributor (the distributor writes are then no-ops).
     pub unsafe fn init(regions: GicRegions, mpidr: u64) -> Result<Self, GicError> {
         // SAFETY: the distributor frame comes from the device tree (caller's contract).
         let distributor = unsafe { &*(regions.distributor.0 as *const GicdRegisters) };
@@ -178,6 +179,20 @@ impl GicV3 {
         self.sgi.igroupr0.set(self.sgi.igroupr0.get() | bit);
         self.sgi.ipriorityr[n].set(PRIORITY);
         set_config(&self.sgi.icfgr[1], n % 16, interrupt);
+        self.sgi.isenabler0.set(bit);
+        Ok(())
+    }
+
+    /// Enables an SGI (INTID 0–15) in this CPU's redistributor: Group 1, [`PRIORITY`]. SGIs
+    /// are always edge-triggered (GICR_ICFGR0 is read-only for them).
+    #[allow(dead_code, reason = "used by guests/bench, which includes this file; this guest sends no SGIs")]
+    pub fn enable_sgi(&self, intid: u32) -> Result<(), GicError> {
+        if intid >= gic::FIRST_PPI {
+            return Err(GicError::UnusableInterrupt { intid });
+        }
+        let bit = 1u32 << intid;
+        self.sgi.igroupr0.set(self.sgi.igroupr0.get() | bit);
+        self.sgi.ipriorityr[intid as usize].set(PRIORITY);
         self.sgi.isenabler0.set(bit);
         Ok(())
     }

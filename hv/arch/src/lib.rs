@@ -18,6 +18,7 @@ pub mod guest;
 pub mod log;
 pub mod mmu;
 pub mod phys;
+pub mod pmu;
 pub mod smccc;
 #[cfg(target_os = "none")]
 mod sync;

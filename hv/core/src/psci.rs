@@ -39,6 +39,10 @@ pub mod id {
     pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
     /// SMCCC_ARCH_WORKAROUND_3 (DEN0028), Spectre-BHB.
     pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+    /// TESSERA_STATS: Tessera's own call in the Vendor Specific Hypervisor Service range
+    /// (DEN0028: fast call, SMC64, owning entity 6, function 1). Returns `x0 = SUCCESS`,
+    /// `x1` = instructions retired at EL2 on the calling vCPU's physical CPU (`docs/hvcall.md`).
+    pub const TESSERA_STATS: u32 = 0xC600_0001;
 }
 
 /// Return codes (DEN0022D, "Return error codes"), as the 64-bit value written to `x0`.
@@ -115,6 +119,8 @@ pub enum Outcome {
     SystemOff,
     /// Restart the whole VM from its initial image.
     SystemReset,
+    /// Return `SUCCESS` with the hypervisor's statistics in `x1` (`id::TESSERA_STATS`).
+    TesseraStats,
 }
 
 const fn ret(x0: u64) -> Outcome {
@@ -176,6 +182,7 @@ pub fn handle(call: SmcccCall, vm: &impl VmView) -> Outcome {
             }
         }
         id::SMCCC_VERSION => ret(SMCCC_VERSION_1_1),
+        id::TESSERA_STATS => Outcome::TesseraStats,
         // No Arm Architecture Service workaround is offered yet (DEN0028, SMCCC_ARCH_FEATURES): a guest reads
         // NOT_SUPPORTED for WORKAROUND_1/2/3 and applies its own mitigation policy.
         id::SMCCC_ARCH_FEATURES => match a1 as u32 {
@@ -313,6 +320,7 @@ mod tests {
         assert_eq!(call(0x8400_0002, 0, 0, 0), Outcome::CpuOff);
         assert_eq!(call(0x8400_0008, 0, 0, 0), Outcome::SystemOff);
         assert_eq!(call(0x8400_0009, 0, 0, 0), Outcome::SystemReset);
+        assert_eq!(call(0xC600_0001, 0, 0, 0), Outcome::TesseraStats);
         assert_eq!(x0(call(0x8400_0001, 0, 0, 0)), ret::SUCCESS);
         assert_eq!(
             x0(call(0xC400_0001, 0x1_0000, 0x4000_0000, 0)),

@@ -269,6 +269,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         Err(_) => defmt::error!("CPU {=usize}: no redistributor for MPIDR {=u64:#x}", cpu, mpidr),
     }
     tessera_arch::gic_cpu::init_cpu_interface();
+    if !tessera_arch::pmu::init_el2_counter() {
+        defmt::warn!("CPU {=usize}: no PMU event counter; TESSERA_STATS reads 0", cpu);
+    }
     if cpu == 0 {
         console::enable_input(platform, mpidr);
     }
@@ -560,6 +563,9 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
     let call = SmcccCall { x: [regs.x[0], regs.x[1], regs.x[2], regs.x[3]] };
     match psci::handle(call, &View { vm, vm_index }) {
         Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
+        Outcome::TesseraStats => {
+            regs.x[..4].copy_from_slice(&[psci::ret::SUCCESS, tessera_arch::pmu::el2_instructions(), 0, 0]);
+        }
         Outcome::CpuOn { target, entry, context } => {
             let result = match VMS[vm_index].vcpus[target].request_on(entry, context) {
                 Ok(()) => {

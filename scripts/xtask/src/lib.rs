@@ -8,6 +8,7 @@
 //! and emitted as Rust statics ([`tables`]) that the platform crate compiles in.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod defmt_log;
 pub mod dts;
 pub mod error;

@@ -17,6 +17,7 @@ commands:
   check <system.dts>                       parse and validate only
   run [<system.dts>] [-- <qemu args>...]   build and boot under QEMU (default: dts/systems/qemu-virt/linux.dts)
   log <tessera.elf> <hv.defmt>             decode a hypervisor log written by that image
+  bench                                    run the benchmark suite; rewrites docs/benchmarks.md
 ";
 
 /// The system `run` boots when none is named.
@@ -45,6 +46,18 @@ fn main() -> ExitCode {
                 }
                 Err(error) => {
                     eprintln!("error: {}: {error}", log.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        ("bench", []) => {
+            return match xtask::bench::run(&ws) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: bench: {error}");
                     ExitCode::FAILURE
                 }
             };

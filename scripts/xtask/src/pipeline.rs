@@ -160,7 +160,7 @@ fn load_initrd(vm: &dts::VmDesc) -> Result<Option<Vec<u8>>> {
 
 /// Runs `cargo build --target <target> --release` with `args` and returns the path of the
 /// executable it produced. The error is a reason for the message.
-fn cargo_build(
+pub(crate) fn cargo_build(
     ws: &Workspace,
     target: &str,
     args: &[&str],

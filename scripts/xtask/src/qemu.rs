@@ -14,6 +14,9 @@ pub struct Qemu {
     pub kernel: PathBuf,
     /// QEMU's working directory: semihosting files (`hv.defmt`) land here.
     pub run_dir: PathBuf,
+    /// The `-cpu` value (`cortex-a57` unless a caller sets options, e.g. the bench's counter
+    /// frequency).
+    pub cpu: String,
     /// Arguments appended after the defaults (they can override `-smp`, add `-s -S`, …).
     pub extra_args: Vec<OsString>,
 }
@@ -23,6 +26,7 @@ impl Qemu {
         Self {
             kernel: kernel.into(),
             run_dir: run_dir.into(),
+            cpu: "cortex-a57".into(),
             extra_args: Vec::new(),
         }
     }
@@ -34,7 +38,7 @@ impl Qemu {
             "-M",
             "virt,virtualization=on,gic-version=3",
             "-cpu",
-            "cortex-a57",
+            &self.cpu,
             "-smp",
             "4",
             "-m",
