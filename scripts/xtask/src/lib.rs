@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod defmt_log;
+pub mod devices;
 pub mod dts;
 pub mod error;
 pub mod guest_dtb;
