@@ -106,6 +106,8 @@ pub enum Error {
     DeviceSharesPage { node: String, device: String, page: u64, size: u64, sharing: Vec<String> },
     /// A DMA-capable device without `dma-unrestricted`.
     DmaPolicyMissing { node: String, device: String, compatible: String },
+    /// A VM with a DMA-capable device whose RAM is not identity mapped.
+    DmaNeedsIdentityRam { node: String, ipa: u64, pa: u64 },
     /// The system names a board this tool does not know.
     UnknownBoard { board: String, known: &'static str },
     /// The validator shared with the hypervisor rejected the system.
@@ -249,6 +251,10 @@ impl fmt::Display for Error {
             Self::DmaPolicyMissing { node, device, compatible } => write!(
                 f,
                 "{node}: device {device} ({compatible}) can do DMA and there is no SMMU: passing it through lets the VM write any RAM of the board; say so with `dma-unrestricted = \"{device}\"`"
+            ),
+            Self::DmaNeedsIdentityRam { node, ipa, pa } => write!(
+                f,
+                "{node}: the VM has a DMA-capable device and no SMMU translates its DMA, so its RAM must be identity mapped, but guest-physical {ipa:#x} is host-physical {pa:#x} (give `host-base` = `guest-base`)"
             ),
             Self::UnknownBoard { board, known } => {
                 write!(

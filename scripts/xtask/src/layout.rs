@@ -87,11 +87,26 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result
     let payload = vms.iter().map(VmPlan::payload_bytes).sum();
     let hv_region = hypervisor_region(board, payload);
     allocate_host_memory(board, hv_region, &desc.vms, &mut vms)?;
+    for (vm_desc, vm) in desc.vms.iter().zip(&vms) {
+        check_dma_identity(vm_desc, vm)?;
+    }
     Ok(Plan {
         board: desc.board.clone(),
         hv_region,
         vms,
     })
+}
+
+/// A device that does DMA is programmed with guest-physical addresses and, with no SMMU to
+/// translate them, uses them as host-physical ones: the VM's RAM must then be identity
+/// mapped (`host-base` = `guest-base`), or its DMA would land in someone else's memory.
+fn check_dma_identity(desc: &VmDesc, vm: &VmPlan) -> Result<()> {
+    let does_dma = !desc.dma_unrestricted.is_empty()
+        || desc.raw_devices.iter().any(|d| d.dma == crate::dts::DmaPolicy::Unrestricted);
+    match vm.memory.iter().find(|r| r.ipa != r.pa) {
+        Some(region) if does_dma => Err(Error::DmaNeedsIdentityRam { node: desc.node.clone(), ipa: region.ipa, pa: region.pa }),
+        _ => Ok(()),
+    }
 }
 
 fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> Result<VmPlan> {
