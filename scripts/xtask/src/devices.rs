@@ -15,7 +15,7 @@ use std::process::Command;
 use tessera_config::{DeviceAccess, MemRange, PAGE_SIZE};
 
 use crate::dts::fdt::{self, Node, Property};
-use crate::dts::{DeviceDesc, DmaPolicy, SubPage, VmDesc};
+use crate::dts::{DeviceDesc, SubPage, VmDesc};
 use crate::error::{Error, Result};
 
 /// Properties that refer to other nodes (clocks, resets, power domains, IOMMUs, pin control,
@@ -156,7 +156,7 @@ fn reg_windows(vm: &str, path: &str, chain: &[&Node]) -> Result<Vec<(u64, u64)>>
     let reg = prop(node, "reg").ok_or_else(|| bad("it has no `reg`".into()))?;
     let reg = cells(reg);
     let stride = address_cells + size_cells;
-    if stride == 0 || !(1..=2).contains(&address_cells) || !(1..=2).contains(&size_cells) || reg.len() % stride != 0 {
+    if stride == 0 || !(1..=2).contains(&address_cells) || !(1..=2).contains(&size_cells) || !reg.len().is_multiple_of(stride) {
         return Err(bad(format!("`reg` does not fit #address-cells = {address_cells}, #size-cells = {size_cells}")));
     }
     Ok(reg
@@ -184,7 +184,7 @@ fn spis(root: &Node, vm: &str, path: &str, chain: &[&Node]) -> Result<Vec<u32>> 
         return Err(bad(format!("its interrupt parent `{}` is not a GICv3 with 3 interrupt cells", parent.name)));
     }
     let specifiers = cells(interrupts);
-    if specifiers.len() % 3 != 0 {
+    if !specifiers.len().is_multiple_of(3) {
         return Err(bad("`interrupts` is not a list of 3-cell specifiers".into()));
     }
     specifiers
@@ -199,7 +199,7 @@ fn spis(root: &Node, vm: &str, path: &str, chain: &[&Node]) -> Result<Vec<u32>> 
 /// Every node of the board with a `reg` (top level and below 1:1 parents), as (path, window).
 fn board_windows(root: &Node) -> Vec<(String, u64, u64)> {
     let mut out = Vec::new();
-    fn walk<'a>(root: &Node, chain: &mut Vec<&'a Node>, path: String, out: &mut Vec<(String, u64, u64)>, node: &'a Node) {
+    fn walk<'a>(chain: &mut Vec<&'a Node>, path: String, out: &mut Vec<(String, u64, u64)>, node: &'a Node) {
         chain.push(node);
         if chain.len() > 1
             && let Ok(windows) = reg_windows("", &path, chain)
@@ -207,12 +207,12 @@ fn board_windows(root: &Node) -> Vec<(String, u64, u64)> {
             out.extend(windows.into_iter().map(|(base, size)| (path.clone(), base, size)));
         }
         for child in &node.children {
-            walk(root, chain, format!("{path}/{}", child.name), out, child);
+            walk(chain, format!("{path}/{}", child.name), out, child);
         }
         chain.pop();
     }
     for child in &root.children {
-        walk(root, &mut vec![root], format!("/{}", child.name), &mut out, child);
+        walk(&mut vec![root], format!("/{}", child.name), &mut out, child);
     }
     out
 }
@@ -313,8 +313,8 @@ fn raw_device(vm: &VmDesc, raw: &DeviceDesc) -> Result<PassDevice> {
             sharing: Vec::new(),
         });
     };
-    // A raw device states its DMA policy itself (`dma = "none"` or `"unrestricted"`).
-    let _ = matches!(raw.dma, DmaPolicy::None | DmaPolicy::Unrestricted);
+    // A raw device states its DMA policy itself (`dma = "none"` or `"unrestricted"`); the
+    // layout requires identity-mapped RAM for `"unrestricted"`.
     Ok(PassDevice {
         source: raw.node.clone(),
         windows: vec![Window { pa: raw.base, ipa: raw.guest_base.unwrap_or(raw.base), size: raw.size, access }],

@@ -537,6 +537,7 @@ mod tests {
             on_system_reset: ExitAction::Restart,
             wfi: WfiPolicy::Native,
             physical_counter: true,
+            devices: Vec::new(),
         };
         let error = vm.check_footprint().unwrap_err();
         assert!(
