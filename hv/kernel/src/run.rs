@@ -230,6 +230,7 @@ fn stop_vm(platform: &Platform, index: usize, why: &str) {
     for vcpu_index in 0..vm.cpus.len() {
         kick_vcpu(platform, vm, vcpu_index);
     }
+    vgic::release_device_spis(platform, vm);
     defmt::info!("VM {=str} stopped: {=str}", vm.name, why);
     console::hv_notice(vm.name, why);
     let all_stopped = (0..platform.system.vms.len()).all(|i| VMS[i].state() == VmState::Stopped);
@@ -268,6 +269,7 @@ fn restart_vm(platform: &Platform, index: usize, why: &str) {
         }
     }
     tessera_arch::cache::invalidate_guest_tlbs_all();
+    vgic::release_device_spis(platform, vm);
     start_vm(platform, index);
 }
 
@@ -392,9 +394,11 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
         } else if let Some(vm_index) = spi_owner(platform, intid) {
             // A passed-through device's SPI, routed to the CPU of the vCPU the guest chose.
             // HW-linked: the guest's EOI deactivates it, so it is not deactivated here.
+            // (A VM that is not running gets nothing: the SPI is deactivated below.)
             let vm = &platform.system.vms[vm_index];
             let here = tessera_arch::cpu::index() as u32;
-            if let Some(vcpu_index) = vm.cpus.iter().position(|&cpu| cpu == here) {
+            let running = VMS[vm_index].state() == VmState::Running;
+            if running && let Some(vcpu_index) = vm.cpus.iter().position(|&cpu| cpu == here) {
                 let kick = vgic::hw_fired(vm_index, vcpu_index, intid);
                 kick_vcpus(platform, vm_index, kick);
                 continue;

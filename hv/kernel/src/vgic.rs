@@ -214,3 +214,17 @@ pub fn enable_physical_spi(platform: &Platform, intid: u32, mpidr: u64) -> Resul
     let _gicd = GICD.lock();
     platform.gicd.enable_spi(intid, mpidr)
 }
+
+/// Takes a stopping or restarting VM's passed-through SPIs back: disabled (a restarted guest
+/// enables them again) and deactivated (one the guest had taken but not yet EOIed would
+/// otherwise stay active on the physical GIC and never fire again).
+pub fn release_device_spis(platform: &Platform, vm: &Vm<'_>) {
+    let _gicd = GICD.lock();
+    for &intid in vm.devices.iter().flat_map(|d| d.spis) {
+        let disabled = platform.gicd.disable_spi(intid);
+        let deactivated = platform.gicd.deactivate_spi(intid);
+        if let Err(error) = disabled.and(deactivated) {
+            defmt::warn!("VM {=str}: SPI {=u32} not released: {}", vm.name, intid, gic_error(&error));
+        }
+    }
+}
