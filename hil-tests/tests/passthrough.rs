@@ -68,8 +68,9 @@ fn wait_for_shell(target: &dyn Target) -> Duration {
 }
 
 /// Linux mounts the passed-through virtio-blk disk, reads the known file, writes a new one
-/// and syncs; `rt`'s read of the same transport aborts and `rt` carries on; Linux powers
-/// off, and the host finds the new file in the image.
+/// and syncs; `rt`'s read of the same transport aborts and `rt` carries on; `rt` reads its own
+/// PL031 RTC (mapped) and takes its match interrupt (HW-linked SPI 34); Linux unmounts and
+/// powers off, and the host finds the new file in the image.
 #[test]
 fn passthrough_virtio_blk_ext4_survives_poweroff() {
     ensure_linux();
@@ -105,10 +106,28 @@ fn passthrough_virtio_blk_ext4_survives_poweroff() {
     target.expect_line_from(RT, "abort caught at 0xa003e00", EXPECT_TIMEOUT).unwrap();
     target.send(b"ping\r").unwrap();
     target.expect_line_from(RT, "pong", EXPECT_TIMEOUT).unwrap();
-    // rt's own device, the PL031 RTC (mapped): its data register counts seconds.
+    // rt's own device, the PL031 RTC (mapped): its data register RTCDR counts seconds.
     target.send(b"peek 9010000\r").unwrap();
     let rtc = target.expect_line_from(RT, "peek 0x9010000 = 0x", EXPECT_TIMEOUT).unwrap();
-    assert!(!rtc.contains("= 0x00000000"), "the RTC counts: {rtc}");
+    let now = rtc.rsplit("0x").next().and_then(|hex| u32::from_str_radix(hex.trim(), 16).ok()).unwrap();
+    assert!(now > 0, "the RTC counts: {rtc}");
+    // And its interrupt (SPI 2, INTID 34), HW-linked to rt: enable it in rt's vGIC (IHI 0069:
+    // GICD_IGROUPR1 Group 1 for INTIDs 33 (the console) and 34, GICD_IPRIORITYR8 0x80 for
+    // 32..35, GICD_ISENABLER1 bit 2; GICD_IROUTER34 resets to vCPU 0), then set the PL031's
+    // match register RTCMR two seconds ahead and its mask RTCIMSC (PL031 TRM 3.3).
+    for command in [
+        "poke 8000084 6".to_string(),
+        "poke 8000420 80808080".into(),
+        "poke 8000104 4".into(),
+        format!("poke 9010004 {:x}", now + 2),
+        "poke 9010010 1".into(),
+    ] {
+        target.send(format!("{command}\r").as_bytes()).unwrap();
+        target.expect_line_from(RT, "poke done", EXPECT_TIMEOUT).unwrap();
+    }
+    target.expect_line_from(RT, "rt: irq 34 taken and masked", EXPECT_TIMEOUT * 2).unwrap();
+    target.send(b"poke 901001c 1\r").unwrap(); // RTCICR: clear the match interrupt
+    target.expect_line_from(RT, "poke done", EXPECT_TIMEOUT).unwrap();
 
     // The owner keeps working.
     target.send(&mux_switch(0)).unwrap();
