@@ -14,6 +14,7 @@ out="$root/target/linux"
 debs="$out/debs"
 init_src="$root/scripts/linux/init"
 self="$root/scripts/fetch-linux.sh"
+echo_src="$root/guests/linux-udp-echo/src/main.rs"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -22,7 +23,7 @@ log() { echo "fetch-linux: $*" >&2; }
 # Fast path: every output present and the initramfs newer than its inputs.
 if [ -z "${TESSERA_LINUX_REFRESH:-}" ] && [ -s "$out/Image" ] && [ -s "$out/VERSION" ] \
     && [ -s "$out/initramfs.cpio.gz" ] && [ "$out/initramfs.cpio.gz" -nt "$init_src" ] \
-    && [ "$out/initramfs.cpio.gz" -nt "$self" ]; then
+    && [ "$out/initramfs.cpio.gz" -nt "$self" ] && [ "$out/initramfs.cpio.gz" -nt "$echo_src" ]; then
     exit 0
 fi
 
@@ -117,9 +118,9 @@ if [ ! -s "$out/Image" ] || [ "$(cat "$out/STAMP" 2>/dev/null)" != "$stamp" ]; t
 fi
 
 if [ ! -s "$out/initramfs.cpio.gz" ] || [ "$init_src" -nt "$out/initramfs.cpio.gz" ] \
-    || [ "$self" -nt "$out/initramfs.cpio.gz" ]; then
+    || [ "$self" -nt "$out/initramfs.cpio.gz" ] || [ "$echo_src" -nt "$out/initramfs.cpio.gz" ]; then
     log "building the initramfs"
-    rm -rf "$work/bb" "$work/rootfs" && mkdir -p "$work/bb" "$work/rootfs"
+    rm -rf "$work/bb" "$work/rootfs" "$work/mods" && mkdir -p "$work/bb" "$work/rootfs"
     dpkg-deb -x "$bbdeb" "$work/bb"
     r="$work/rootfs"
     mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root}
@@ -127,6 +128,20 @@ if [ ! -s "$out/initramfs.cpio.gz" ] || [ "$init_src" -nt "$out/initramfs.cpio.g
     # The applet links are made at boot by /init (`busybox --install -s`): making them here
     # would mean running the arm64 binary on the host.
     install -m 0755 "$init_src" "$r/init"
+    # Debian builds these as modules; /init loads them in this order (dependencies first):
+    # virtio-mmio transports with virtio-blk (ext4 on it) and virtio-net, for the
+    # passthrough tests (hil-tests/tests/passthrough.rs).
+    mods="lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4 drivers/virtio/virtio_mmio
+        drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net"
+    mkdir -p "$r/lib/modules" "$work/mods"
+    dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$work/mods" \
+        $(for m in $mods; do echo "./lib/modules/$version/kernel/$m.ko"; done)
+    for m in $mods; do cp "$work/mods/lib/modules/$version/kernel/$m.ko" "$r/lib/modules/"; done
+    # busybox has no UDP tool: a freestanding static UDP echo server (guests/linux-udp-echo).
+    log "building udp-echo"
+    cargo build -q --release --target aarch64-unknown-none -p tessera-linux-udp-echo >&2
+    target_dir=${CARGO_TARGET_DIR:-$root/target}
+    install -m 0755 "$target_dir/aarch64-unknown-none/release/udp-echo" "$r/bin/udp-echo"
     # Same inputs, same bytes: fixed mtimes, owners, inode numbers and order, no gzip name.
     find "$r" -exec touch -h -d @0 {} +
     (cd "$r" && find . -mindepth 1 | LC_ALL=C sort \

@@ -16,6 +16,8 @@ qemu_ok() {
 }
 qemu_ok || need_apt+=(qemu)
 command -v dtc >/dev/null 2>&1 || need_apt+=(dtc)
+# mkfs.ext4 and debugfs: the passthrough HIL test builds and reads back an ext4 disk image.
+{ command -v mkfs.ext4 && command -v debugfs; } >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     # bookworm-backports carries qemu-system-arm 10.0. The entry reuses the mirror URI
@@ -38,6 +40,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         case $p in
             qemu) $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-arm ;;
             dtc) pkgs+=(device-tree-compiler) ;;
+            e2fsprogs) pkgs+=(e2fsprogs) ;;
         esac
     done
     if [ ${#pkgs[@]} -gt 0 ]; then

@@ -17,6 +17,7 @@ echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -- -D warnings
+cargo clippy --release --target aarch64-unknown-none -p tessera-linux-udp-echo -- -D warnings
 
 echo "== tests (host unit tests, then HIL tests under QEMU)" >&2
 cargo test --workspace

@@ -58,6 +58,13 @@ struct RtState {
     last_late: u64,
     stats: JitterStats,
     rx: RxQueue,
+    /// The distributor's base, to mask an interrupt the guest has no handler for.
+    distributor: u64,
+    /// Other SPIs taken (a passed-through device's, enabled by `poke`s to the GIC): how many,
+    /// and the last one. Each is masked in the distributor when taken, since only the device
+    /// can drop its line and the guest has no driver for it.
+    other_irqs: u64,
+    last_other_irq: u32,
 }
 
 impl RtState {
@@ -72,6 +79,9 @@ impl RtState {
             last_late: 0,
             stats: JitterStats::new(),
             rx: RxQueue::new(),
+            distributor: 0,
+            other_irqs: 0,
+            last_other_irq: 0,
         }
     }
 
@@ -148,6 +158,13 @@ pub(crate) fn interrupt(entry_count: u64) -> bool {
                     state.rx.push(byte);
                 }
                 uart.clear_rx_interrupt();
+            } else if intid >= gic::FIRST_SPI {
+                // GICD_ICENABLER<n> (IHI 0069 12.9.7) at distributor + 0x180 + 4 * (intid / 32):
+                // mask it, or its level line would fire again at once.
+                let icenabler = state.distributor + 0x180 + 4 * u64::from(intid / 32);
+                arch::poke(icenabler, 1 << (intid % 32));
+                state.other_irqs += 1;
+                state.last_other_irq = intid;
             }
             icc::end_of_interrupt(intid);
         }
@@ -279,6 +296,7 @@ fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
     RT.with(|state| {
         state.timer_intid = timer.intid;
         state.uart_intid = uart_intid;
+        state.distributor = regions.distributor.0;
         state.period = period;
         state.ready = true;
         if let Some(period) = period {
@@ -376,15 +394,20 @@ fn run_rt(name: &str, period: Option<u64>, uart_interrupt: bool) -> ! {
     shell.prompt();
     let may_sleep = uart_interrupt || period.is_some();
     let mut printed: u64 = 0;
+    let mut others_printed: u64 = 0;
     loop {
-        let (beats, late) = RT.with(|state| {
-            if may_sleep && state.beats == printed && state.rx.is_empty() {
+        let (beats, late, others, other) = RT.with(|state| {
+            if may_sleep && state.beats == printed && state.rx.is_empty() && state.other_irqs == others_printed {
                 // IRQs are masked here: a pending interrupt still wakes WFI, and the handler
                 // runs when `with` unmasks, so no wake-up is lost between check and sleep.
                 arch::wait_for_interrupt();
             }
-            (state.beats, state.last_late)
+            (state.beats, state.last_late, state.other_irqs, state.last_other_irq)
         });
+        if others != others_printed {
+            shell.interrupting_line(|| say!("{name}: irq {other} taken and masked ({others} so far)"));
+            others_printed = others;
+        }
         if beats != printed {
             let late_ns = jitter::ticks_to_ns(late, FREQUENCY.load(Ordering::Relaxed));
             shell.interrupting_line(|| say!("{name}: heartbeat {beats} late {late_ns}ns"));

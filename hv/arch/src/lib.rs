@@ -16,6 +16,7 @@ pub mod gic_cpu;
 pub mod guest;
 #[cfg_attr(not(target_os = "none"), allow(unused))]
 pub mod log;
+pub mod mmio;
 pub mod mmu;
 pub mod phys;
 pub mod pmu;

@@ -53,6 +53,25 @@ pub enum ConfigError<'a> {
     DtbPlacement { vm: &'a str, dtb_ipa: u64, dtb_size: u64 },
     /// The initrd is empty, does not fit in one RAM region, or overlaps the image or the DTB.
     InitrdPlacement { vm: &'a str, initrd_ipa: u64, initrd_size: u64 },
+    /// A device window of size 0, or whose base + size overflows.
+    BadDeviceRegion { vm: &'a str, pa: u64, size: u64 },
+    /// A mapped device window (base or size, host or guest) is not 4 KiB aligned.
+    DeviceNotPageAligned { vm: &'a str, pa: u64, size: u64 },
+    /// A device window overlaps board RAM: passthrough is for MMIO, never for memory.
+    DeviceInRam { vm: &'a str, region: MemRange },
+    /// One device window given twice (to two VMs, or twice to one: `first == second`).
+    DeviceAssignedTwice { first: &'a str, first_region: MemRange, second: &'a str, second_region: MemRange },
+    /// A device window overlaps what the hypervisor keeps for itself: its UART or the GIC.
+    DeviceOfHypervisor { vm: &'a str, region: MemRange },
+    /// A device interrupt is the hypervisor's own (its UART's SPI).
+    SpiOfHypervisor { vm: &'a str, intid: u32 },
+    /// A device interrupt that is not an SPI (32..=1019).
+    DeviceIrqNotSpi { vm: &'a str, intid: u32 },
+    /// One SPI owned twice (by two devices, or a device and a console; `first == second`
+    /// when inside one VM).
+    SpiOwnedTwice { intid: u32, first: &'a str, second: &'a str },
+    /// More SPIs in one VM (devices plus console) than its vGIC holds.
+    TooManySpis { vm: &'a str, count: usize, max: usize },
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -131,6 +150,44 @@ impl fmt::Display for ConfigError<'_> {
                 f,
                 "/vms/{vm}: the initrd ({initrd_size} bytes at {initrd_ipa:#x}) is empty, or does not fit in the VM's memory beside its image and device tree"
             ),
+            Self::BadDeviceRegion { vm, pa, size } => {
+                write!(f, "/vms/{vm}: device window {pa:#x} size {size:#x} is empty or wraps around the address space")
+            }
+            Self::DeviceNotPageAligned { vm, pa, size } => write!(
+                f,
+                "/vms/{vm}: device window {pa:#x} size {size:#x} is not 4 KiB aligned, so it cannot be mapped (use sub-page = \"trap\")"
+            ),
+            Self::DeviceInRam { vm, region } => {
+                let (s, e) = r(region);
+                write!(f, "/vms/{vm}: device window {s:#x}..{e:#x} overlaps the board's RAM")
+            }
+            Self::DeviceAssignedTwice { first, first_region, second, second_region } => {
+                let (s1, e1) = r(first_region);
+                let (s2, e2) = r(second_region);
+                write!(
+                    f,
+                    "/vms/{second}: device window {s2:#x}..{e2:#x} overlaps device window {s1:#x}..{e1:#x} of /vms/{first}"
+                )
+            }
+            Self::DeviceOfHypervisor { vm, region } => {
+                let (s, e) = r(region);
+                write!(f, "/vms/{vm}: device window {s:#x}..{e:#x} overlaps the hypervisor's UART or the GIC")
+            }
+            Self::SpiOfHypervisor { vm, intid } => {
+                write!(f, "/vms/{vm}: SPI INTID {intid} is the hypervisor's own (its UART)")
+            }
+            Self::DeviceIrqNotSpi { vm, intid } => {
+                write!(f, "/vms/{vm}: device interrupt INTID {intid} is not an SPI (32..=1019)")
+            }
+            Self::SpiOwnedTwice { intid, first, second } if first == second => {
+                write!(f, "/vms/{first}: SPI INTID {intid} is owned twice")
+            }
+            Self::SpiOwnedTwice { intid, first, second } => {
+                write!(f, "/vms/{second}: SPI INTID {intid} is already owned by /vms/{first}")
+            }
+            Self::TooManySpis { vm, count, max } => {
+                write!(f, "/vms/{vm}: {count} SPIs (devices and console), but a vGIC holds at most {max}")
+            }
         }
     }
 }

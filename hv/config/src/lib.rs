@@ -18,7 +18,7 @@ mod validate;
 pub use addr::{MemRange, PAGE_SIZE};
 pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDesc, UartKind};
 pub use error::ConfigError;
-pub use validate::validate;
+pub use validate::{MAX_VM_SPIS, validate};
 
 
 /// The whole system: which board, where the hypervisor lives, and the VMs.
@@ -68,6 +68,49 @@ pub struct Vm<'a> {
     /// Whether EL1 may read the physical counter (CNTPCT_EL0) directly. When not, reads trap
     /// and return the VM's virtual count, so the VM never sees the board's absolute time.
     pub physical_counter: bool,
+    /// Physical devices passed through to the VM: their MMIO and their SPIs.
+    pub devices: &'a [Device<'a>],
+}
+
+/// A physical device passed through to a VM (`devices = "/<path>"` or a raw `device` node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Device<'a> {
+    /// Guest-physical base of the register window.
+    pub ipa: u64,
+    /// Host-physical base of the register window.
+    pub pa: u64,
+    /// Size of the window in bytes.
+    pub size: u64,
+    /// How the VM reaches it.
+    pub access: DeviceAccess,
+    /// The device's interrupts: GIC INTIDs of SPIs, forwarded to the VM HW-linked (the
+    /// guest's deactivation deactivates the physical SPI). The virtual INTID equals the
+    /// physical one.
+    pub spis: &'a [u32],
+}
+
+impl Device<'_> {
+    pub const fn ipa_range(&self) -> MemRange {
+        MemRange::new(self.ipa, self.size)
+    }
+    pub const fn pa_range(&self) -> MemRange {
+        MemRange::new(self.pa, self.size)
+    }
+}
+
+/// How a VM reaches a passed-through device's registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DeviceAccess {
+    /// Mapped into the VM's stage 2 as Device-nGnRE memory: the guest touches the device
+    /// directly. Base and size must be page aligned.
+    Map,
+    /// Trap and forward: the window stays unmapped, every access traps, and the hypervisor
+    /// performs it on the device if it lies inside the window (the register allow-list);
+    /// anything else follows the VM's fault policy. For devices that share a 4 KiB page
+    /// with another device (QEMU virt's virtio-mmio transports are 0x200 apart).
+    Trap,
 }
 
 /// What a guest's WFI/WFE does (HCR_EL2.TWI/TWE, DDI 0487 D23.2.53).

@@ -11,6 +11,13 @@ pub const MAX_VMS: usize = 255;
 
 const BLOCK_2M: u64 = 2 << 20;
 
+/// Most SPIs one VM's vGIC holds (its console's and its devices'); the hypervisor sizes its
+/// vGICs with it.
+pub const MAX_VM_SPIS: usize = 32;
+
+/// GIC INTIDs of SPIs (IHI 0069 2.2.1).
+const SPI_INTIDS: core::ops::RangeInclusive<u32> = 32..=1019;
+
 /// Checks `system` against `board`. The first problem found is returned.
 pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), ConfigError<'a>> {
     if system.board != board.name {
@@ -43,6 +50,85 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
         check_ipa_space(board, vm)?;
         check_image(vm)?;
         check_initrd(vm)?;
+        check_devices(board, earlier, vm)?;
+    }
+    Ok(())
+}
+
+/// Passed-through devices: sane, aligned when mapped, not RAM, not the hypervisor's, clear of
+/// the VM's other IPA ranges, each window and each SPI owned once.
+fn check_devices<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    let vgic = vm.vgic_frames(board);
+    let console = vm.console.map(|c| MemRange::new(c.ipa, crate::PAGE_SIZE));
+    let mut spi_count = usize::from(vm.console.is_some());
+    for (j, device) in vm.devices.iter().enumerate() {
+        let (pa, ipa) = (device.pa_range(), device.ipa_range());
+        if device.size == 0 || pa.end().is_none() || ipa.end().is_none() {
+            return Err(ConfigError::BadDeviceRegion { vm: vm.name, pa: device.pa, size: device.size });
+        }
+        if device.access == crate::DeviceAccess::Map && (!pa.is_page_aligned() || !ipa.is_page_aligned()) {
+            return Err(ConfigError::DeviceNotPageAligned { vm: vm.name, pa: device.pa, size: device.size });
+        }
+        if board.ram.iter().any(|bank| bank.overlaps(&pa)) {
+            return Err(ConfigError::DeviceInRam { vm: vm.name, region: pa });
+        }
+        let hv_uart = MemRange::new(board.uart.base, board.uart.size);
+        if [hv_uart, board.gic.gicd, board.gic.gicr].iter().chain(board.gic.its.iter()).any(|r| r.overlaps(&pa)) {
+            return Err(ConfigError::DeviceOfHypervisor { vm: vm.name, region: pa });
+        }
+        for taken in [Some(vgic.gicd), Some(vgic.gicr), console].into_iter().flatten() {
+            if taken.overlaps(&ipa) {
+                return Err(ConfigError::IpaOverlap { vm: vm.name, first: ipa, second: taken });
+            }
+        }
+        if let Some(region) = vm.memory.iter().find(|r| r.ipa_range().overlaps(&ipa)) {
+            return Err(ConfigError::IpaOverlap { vm: vm.name, first: region.ipa_range(), second: ipa });
+        }
+        for other in &vm.devices[..j] {
+            if other.pa_range().overlaps(&pa) {
+                return Err(ConfigError::DeviceAssignedTwice {
+                    first: vm.name,
+                    first_region: other.pa_range(),
+                    second: vm.name,
+                    second_region: pa,
+                });
+            }
+            if other.ipa_range().overlaps(&ipa) {
+                return Err(ConfigError::IpaOverlap { vm: vm.name, first: other.ipa_range(), second: ipa });
+            }
+        }
+        for owner in earlier {
+            if let Some(theirs) = owner.devices.iter().find(|d| d.pa_range().overlaps(&pa)) {
+                return Err(ConfigError::DeviceAssignedTwice {
+                    first: owner.name,
+                    first_region: theirs.pa_range(),
+                    second: vm.name,
+                    second_region: pa,
+                });
+            }
+        }
+        for (k, &intid) in device.spis.iter().enumerate() {
+            if !SPI_INTIDS.contains(&intid) {
+                return Err(ConfigError::DeviceIrqNotSpi { vm: vm.name, intid });
+            }
+            if intid == board.uart.intid {
+                return Err(ConfigError::SpiOfHypervisor { vm: vm.name, intid });
+            }
+            let in_this_vm = vm.console.is_some_and(|c| c.intid == intid)
+                || device.spis[..k].contains(&intid)
+                || vm.devices[..j].iter().any(|d| d.spis.contains(&intid));
+            if in_this_vm {
+                return Err(ConfigError::SpiOwnedTwice { intid, first: vm.name, second: vm.name });
+            }
+            // Consoles' SPIs are virtual: only another VM's *device* SPI is a physical owner.
+            if let Some(owner) = earlier.iter().find(|o| o.devices.iter().any(|d| d.spis.contains(&intid))) {
+                return Err(ConfigError::SpiOwnedTwice { intid, first: owner.name, second: vm.name });
+            }
+        }
+        spi_count += device.spis.len();
+    }
+    if spi_count > MAX_VM_SPIS {
+        return Err(ConfigError::TooManySpis { vm: vm.name, count: spi_count, max: MAX_VM_SPIS });
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 
 use tessera_arch::guest::{ExitKind, GuestRegs};
 use tessera_arch::BootInfo;
-use tessera_config::{ExitAction, FaultPolicy, MemRange, Vm, WfiPolicy};
+use tessera_config::{DeviceAccess, ExitAction, FaultPolicy, MemRange, Vm, WfiPolicy};
 use tessera_core::exit::{self, DataAbort, Exit};
 use tessera_core::psci::{self, Outcome, PowerState, SmcccCall, VmView};
 use tessera_core::stage2::{S2Attrs, Stage2, Table};
@@ -131,6 +131,15 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
         E::EntryOutsideImage { .. } => "entry outside image",
         E::DtbPlacement { .. } => "DTB placement",
         E::InitrdPlacement { .. } => "initrd placement",
+        E::BadDeviceRegion { .. } => "bad device window",
+        E::DeviceNotPageAligned { .. } => "mapped device not page aligned",
+        E::DeviceInRam { .. } => "device window in RAM",
+        E::DeviceAssignedTwice { .. } => "device assigned twice",
+        E::DeviceOfHypervisor { .. } => "device of the hypervisor",
+        E::SpiOfHypervisor { .. } => "SPI of the hypervisor",
+        E::DeviceIrqNotSpi { .. } => "device interrupt not an SPI",
+        E::SpiOwnedTwice { .. } => "SPI owned twice",
+        E::TooManySpis { .. } => "too many SPIs",
     }
 }
 
@@ -143,6 +152,12 @@ fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64,
         stage2
             .map(region.ipa, region.pa, region.size, S2Attrs::NormalRwx)
             .map_err(|_| "memory region cannot be mapped")?;
+    }
+    // Passed-through devices that own their pages: Device-nGnRE, read/write, never executable.
+    for device in vm.devices.iter().filter(|d| d.access == DeviceAccess::Map) {
+        stage2
+            .map(device.ipa, device.pa, device.size, S2Attrs::DeviceRw)
+            .map_err(|_| "device window cannot be mapped")?;
     }
     Ok((tessera_core::stage2::vttbr_el2(stage2.root_pa(), vm.vmid as u8), stage2.tables_used()))
 }
@@ -215,6 +230,7 @@ fn stop_vm(platform: &Platform, index: usize, why: &str) {
     for vcpu_index in 0..vm.cpus.len() {
         kick_vcpu(platform, vm, vcpu_index);
     }
+    vgic::release_device_spis(platform, vm);
     defmt::info!("VM {=str} stopped: {=str}", vm.name, why);
     console::hv_notice(vm.name, why);
     let all_stopped = (0..platform.system.vms.len()).all(|i| VMS[i].state() == VmState::Stopped);
@@ -253,6 +269,7 @@ fn restart_vm(platform: &Platform, index: usize, why: &str) {
         }
     }
     tessera_arch::cache::invalidate_guest_tlbs_all();
+    vgic::release_device_spis(platform, vm);
     start_vm(platform, index);
 }
 
@@ -377,6 +394,18 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
             }
             // No vCPU to take it (the guest stopped with its timer armed): silence it.
             tessera_arch::guest::disable_virtual_timer();
+        } else if let Some(vm_index) = spi_owner(platform, intid) {
+            // A passed-through device's SPI, routed to the CPU of the vCPU the guest chose.
+            // HW-linked: the guest's EOI deactivates it, so it is not deactivated here.
+            // (A VM that is not running gets nothing: the SPI is deactivated below.)
+            let vm = &platform.system.vms[vm_index];
+            let here = tessera_arch::cpu::index() as u32;
+            let running = VMS[vm_index].state() == VmState::Running;
+            if running && let Some(vcpu_index) = vm.cpus.iter().position(|&cpu| cpu == here) {
+                let kick = vgic::hw_fired(vm_index, vcpu_index, intid);
+                kick_vcpus(platform, vm_index, kick);
+                continue;
+            }
         } else if intid == platform.board.uart.intid {
             let levels = console::on_uart_interrupt();
             for (vm_index, level) in levels.iter().enumerate() {
@@ -392,6 +421,14 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
         // list registers and re-reads its vCPU's state after every exit.
         tessera_arch::gic_cpu::deactivate(intid);
     }
+}
+
+/// The VM that owns physical SPI `intid` through a passed-through device, if any.
+fn spi_owner(platform: &Platform, intid: u32) -> Option<usize> {
+    if intid < 32 {
+        return None;
+    }
+    platform.system.vms.iter().position(|vm| vm.devices.iter().any(|d| d.spis.contains(&intid)))
 }
 
 fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
@@ -494,6 +531,37 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
                 return guest_fault(platform, vm_index, regs, "bad GIC access");
             }
         }
+    }
+    if let Some(access) = abort.access
+        && let Some(device) = vm
+            .devices
+            .iter()
+            .find(|d| d.access == DeviceAccess::Trap && d.ipa_range().contains(abort.ipa))
+    {
+        // Trap and forward: the allow-list is the device's own window, whole accesses only.
+        let bytes = access.width.bytes();
+        let offset = abort.ipa - device.ipa;
+        let inside = offset.checked_add(bytes).is_some_and(|end| end <= device.size);
+        if inside {
+            let pa = device.pa + offset;
+            let done = if access.write {
+                let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
+                tessera_arch::mmio::write(pa, bytes, exit::mmio_write_value(&access, value)).map(|()| None)
+            } else {
+                tessera_arch::mmio::read(pa, bytes).map(Some)
+            };
+            if let Ok(read) = done {
+                if let Some(raw) = read
+                    && !access.reg_is_zero()
+                {
+                    regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
+                }
+                regs.elr = regs.elr.wrapping_add(4);
+                return;
+            }
+        }
+        defmt::warn!("VM {=str}: device access at IPA {=u64:#x} refused", vm.name, abort.ipa);
+        return guest_fault(platform, vm_index, regs, "bad device access");
     }
     defmt::warn!(
         "VM {=str}: data abort at IPA {=u64:#x} ({=str}) from {=u64:#x}",

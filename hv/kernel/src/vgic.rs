@@ -18,8 +18,9 @@ use tessera_vdev::vgic::{Effect, OwnedIrq, VgicConfig, WriteOutcome};
 use crate::Platform;
 use crate::vm::{MAX_VCPUS, MAX_VMS};
 
-/// Most SPIs one VM may own (its console, later its passthrough devices).
-const VGIC_SPIS: usize = 32;
+/// Most SPIs one VM may own (its console and its passed-through devices' SPIs); the validator
+/// holds every VM to it.
+const VGIC_SPIS: usize = tessera_config::MAX_VM_SPIS;
 
 pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 
@@ -46,14 +47,19 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     }
     let timer = platform.board.timer.virt;
     let ppis = [OwnedIrq { intid: timer, hw: Some(timer) }];
-    let mut spis = [OwnedIrq { intid: 0, hw: None }; 1];
-    let spi_count = match vm.console {
-        Some(console) => {
-            spis[0] = OwnedIrq { intid: console.intid, hw: None };
-            1
+    let mut spis = [OwnedIrq { intid: 0, hw: None }; VGIC_SPIS];
+    let mut spi_count = 0;
+    if let Some(console) = vm.console {
+        spis[0] = OwnedIrq { intid: console.intid, hw: None };
+        spi_count = 1;
+    }
+    // Passed-through devices' SPIs: virtual INTID = physical INTID, HW-linked.
+    for &intid in vm.devices.iter().flat_map(|d| d.spis) {
+        if let Some(slot) = spis.get_mut(spi_count) {
+            *slot = OwnedIrq { intid, hw: Some(intid) };
+            spi_count += 1;
         }
-        None => 0,
-    };
+    }
     let config = VgicConfig { mpidrs: &mpidrs[..count], ppis: &ppis, spis: &spis[..spi_count] };
     match Vgic::new(&config) {
         Ok(vgic) => {
@@ -207,4 +213,18 @@ fn apply(platform: &Platform, vm: &Vm<'_>, effect: Effect) -> Result<(), GicErro
 pub fn enable_physical_spi(platform: &Platform, intid: u32, mpidr: u64) -> Result<(), GicError> {
     let _gicd = GICD.lock();
     platform.gicd.enable_spi(intid, mpidr)
+}
+
+/// Takes a stopping or restarting VM's passed-through SPIs back: disabled (a restarted guest
+/// enables them again) and deactivated (one the guest had taken but not yet EOIed would
+/// otherwise stay active on the physical GIC and never fire again).
+pub fn release_device_spis(platform: &Platform, vm: &Vm<'_>) {
+    let _gicd = GICD.lock();
+    for &intid in vm.devices.iter().flat_map(|d| d.spis) {
+        let disabled = platform.gicd.disable_spi(intid);
+        let deactivated = platform.gicd.deactivate_spi(intid);
+        if let Err(error) = disabled.and(deactivated) {
+            defmt::warn!("VM {=str}: SPI {=u32} not released: {}", vm.name, intid, gic_error(&error));
+        }
+    }
 }

@@ -44,6 +44,40 @@ pub struct VmDesc {
     pub on_system_reset: ExitAction,
     pub wfi: WfiPolicy,
     pub physical_counter: bool,
+    /// `devices = "/<path>", …`: nodes of the board's device tree.
+    pub devices: Vec<String>,
+    /// `dma-unrestricted = "/<path>", …`: the DMA-capable ones among `devices`.
+    pub dma_unrestricted: Vec<String>,
+    /// `sub-page`: what to do with a device that does not own its pages.
+    pub sub_page: SubPage,
+    /// `device@N` children: raw windows and SPIs with no board node.
+    pub raw_devices: Vec<DeviceDesc>,
+}
+
+/// `sub-page = "reject" | "trap"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubPage {
+    Reject,
+    Trap,
+}
+
+/// A raw device: `device@N { reg = /bits/ 64 <base size>; interrupts = <intid …>; dma = …; }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDesc {
+    pub node: String,
+    pub base: u64,
+    pub size: u64,
+    pub guest_base: Option<u64>,
+    /// GIC INTIDs.
+    pub interrupts: Vec<u32>,
+    pub dma: DmaPolicy,
+}
+
+/// A raw device's `dma = "none" | "unrestricted"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaPolicy {
+    None,
+    Unrestricted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,14 +226,23 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
             return Err(props.bad_value("physical-counter", other, "\"allow\" or \"trap\""));
         }
     };
+    let devices = props.string_list("devices")?.unwrap_or_default();
+    let dma_unrestricted = props.string_list("dma-unrestricted")?.unwrap_or_default();
+    let sub_page = match props.string("sub-page")?.as_deref() {
+        None | Some("reject") => SubPage::Reject,
+        Some("trap") => SubPage::Trap,
+        Some(other) => return Err(props.bad_value("sub-page", other, "\"reject\" or \"trap\"")),
+    };
     props.finish()?;
 
     let mut memory = Vec::new();
+    let mut raw_devices = Vec::new();
     let mut console_node = None;
     for child in &node.children {
         let child_path = format!("{path}/{}", child.name);
         match child.name.split('@').next().unwrap_or_default() {
             "memory" => memory.push(parse_memory(child, child_path)?),
+            "device" => raw_devices.push(parse_device(child, child_path)?),
             "console" if child.name == "console" => {
                 console_node = Some(parse_console(child, child_path)?)
             }
@@ -237,7 +280,32 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         on_system_reset,
         wfi,
         physical_counter,
+        devices,
+        dma_unrestricted,
+        sub_page,
+        raw_devices,
     })
+}
+
+fn parse_device(node: &Node, path: String) -> Result<DeviceDesc> {
+    let mut props = Props::new(node, path.clone());
+    let reg = props.u64_list("reg")?.ok_or_else(|| props.missing("reg"))?;
+    let [base, size] = reg[..] else {
+        return Err(props.bad_cells("reg", "one 64-bit base and one 64-bit size (/bits/ 64 <base size>)", reg.len() * 8));
+    };
+    let guest_base = props.u64("guest-base")?;
+    let interrupts = props.u32_list("interrupts")?.unwrap_or_default();
+    if let Some(bad) = interrupts.iter().find(|i| !SPI_INTIDS.contains(i)) {
+        return Err(props.bad_value("interrupts", &bad.to_string(), "SPI INTIDs, 32..=1019"));
+    }
+    let dma = match props.required_string("dma")?.as_str() {
+        "none" => DmaPolicy::None,
+        "unrestricted" => DmaPolicy::Unrestricted,
+        other => return Err(props.bad_value("dma", other, "\"none\" or \"unrestricted\"")),
+    };
+    props.finish()?;
+    no_children(node, &path)?;
+    Ok(DeviceDesc { node: path, base, size, guest_base, interrupts, dma })
 }
 
 fn parse_memory(node: &Node, path: String) -> Result<MemoryDesc> {
@@ -393,6 +461,36 @@ impl<'a> Props<'a> {
             .try_into()
             .map_err(|_| self.bad_cells(name, "a 64-bit number (/bits/ 64 <n>)", value.len()))?;
         Ok(Some(u64::from_be_bytes(cells)))
+    }
+
+    fn u64_list(&mut self, name: &str) -> Result<Option<Vec<u64>>> {
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
+        if value.len() % 8 != 0 {
+            return Err(self.bad_cells(name, "a list of 64-bit numbers (/bits/ 64 <a b …>)", value.len()));
+        }
+        Ok(Some(value.chunks_exact(8).map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()))
+    }
+
+    /// A list of NUL-terminated UTF-8 strings (`"a", "b"`).
+    fn string_list(&mut self, name: &str) -> Result<Option<Vec<String>>> {
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
+        let not_strings = || Error::NotAString { node: self.path.clone(), property: name.into() };
+        let (last, body) = value.split_last().ok_or_else(not_strings)?;
+        if *last != 0 {
+            return Err(not_strings());
+        }
+        body.split(|&b| b == 0)
+            .map(|s| {
+                std::str::from_utf8(s)
+                    .map(str::to_owned)
+                    .map_err(|_| Error::NotUtf8 { node: self.path.clone(), property: name.into() })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     fn u32_list(&mut self, name: &str) -> Result<Option<Vec<u32>>> {

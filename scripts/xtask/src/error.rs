@@ -97,6 +97,17 @@ pub enum Error {
     GuestDtb { node: String, reason: String },
     /// A memory region without `host-base` does not fit in the board's free RAM.
     OutOfRam { node: String, size: u64 },
+    /// `devices = "<path>"` names no node of the board's device tree.
+    DeviceNotInBoard { node: String, device: String, board_dts: String },
+    /// A device node the tool cannot pass through (its `reg`, `interrupts` or parent).
+    BadDevice { node: String, device: String, reason: String },
+    /// A device window shares a 4 KiB page with other devices and the VM does not allow
+    /// trap-and-forward (`sub-page = "trap"`).
+    DeviceSharesPage { node: String, device: String, page: u64, size: u64, sharing: Vec<String> },
+    /// A DMA-capable device without `dma-unrestricted`.
+    DmaPolicyMissing { node: String, device: String, compatible: String },
+    /// A VM with a DMA-capable device whose RAM is not identity mapped.
+    DmaNeedsIdentityRam { node: String, ipa: u64, pa: u64 },
     /// The system names a board this tool does not know.
     UnknownBoard { board: String, known: &'static str },
     /// The validator shared with the hypervisor rejected the system.
@@ -225,6 +236,25 @@ impl fmt::Display for Error {
             Self::OutOfRam { node, size } => write!(
                 f,
                 "{node}: no free 2 MiB-aligned {size:#x} bytes of board RAM are left (give `host-base` or less memory)"
+            ),
+            Self::DeviceNotInBoard { node, device, board_dts } => {
+                write!(f, "{node}: device {device} is not a node of {board_dts}")
+            }
+            Self::BadDevice { node, device, reason } => write!(f, "{node}: device {device} cannot be passed through: {reason}"),
+            Self::DeviceSharesPage { node, device, page, size, sharing } => {
+                write!(f, "{node}: device {device} ({size:#x} bytes) does not own its 4 KiB page {page:#x}")?;
+                if !sharing.is_empty() {
+                    write!(f, ", which it shares with {}", sharing.join(", "))?;
+                }
+                write!(f, "; it cannot be mapped (give the VM `sub-page = \"trap\"` to trap and forward its accesses)")
+            }
+            Self::DmaPolicyMissing { node, device, compatible } => write!(
+                f,
+                "{node}: device {device} ({compatible}) can do DMA and there is no SMMU: passing it through lets the VM write any RAM of the board; say so with `dma-unrestricted = \"{device}\"`"
+            ),
+            Self::DmaNeedsIdentityRam { node, ipa, pa } => write!(
+                f,
+                "{node}: the VM has a DMA-capable device and no SMMU translates its DMA, so its RAM must be identity mapped, but guest-physical {ipa:#x} is host-physical {pa:#x} (give `host-base` = `guest-base`)"
             ),
             Self::UnknownBoard { board, known } => {
                 write!(

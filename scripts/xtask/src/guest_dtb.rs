@@ -9,6 +9,8 @@
 use tessera_config::{Console, MemRange, MemoryRegion, TimerPpis, VgicFrames};
 use vm_fdt::FdtWriter;
 
+use crate::devices::PassDevice;
+
 /// What goes into one guest's tree.
 #[derive(Debug, Clone)]
 pub struct GuestDtb<'a> {
@@ -26,6 +28,8 @@ pub struct GuestDtb<'a> {
     pub timer: TimerPpis,
     /// Where the initrd lies, if the VM has one.
     pub initrd: Option<MemRange>,
+    /// Passed-through devices: those with a board node get a copy of it.
+    pub devices: &'a [PassDevice],
 }
 
 /// 4 KiB: the SBSA UART register frame (SBSA Generic UART, B.2).
@@ -174,6 +178,23 @@ impl GuestDtb<'_> {
             )?;
             fdt.property_u32("current-speed", CONSOLE_BAUD)?;
             fdt.end_node(uart)?;
+        }
+
+        // Passed-through devices: the board's node, its `reg` at the VM's IPAs (2 + 2 cells,
+        // as this tree's root says) and its interrupts parented by the vGIC (same 3-cell
+        // specifiers: virtual INTID = physical INTID). Phandle references the guest cannot
+        // resolve were dropped when the device was resolved.
+        for device in self.devices {
+            let (Some(node), Some(first)) = (&device.guest_node, device.windows.first()) else { continue };
+            let base = node.name.split('@').next().unwrap_or(&node.name);
+            let handle = fdt.begin_node(&format!("{base}@{:x}", first.ipa))?;
+            for property in &node.properties {
+                fdt.property(&property.name, &property.value)?;
+            }
+            let reg: Vec<u64> = device.windows.iter().flat_map(|w| [w.ipa, w.size]).collect();
+            fdt.property_array_u64("reg", &reg)?;
+            fdt.property_u32("interrupt-parent", GIC_PHANDLE)?;
+            fdt.end_node(handle)?;
         }
 
         fdt.end_node(root)?;

@@ -3,10 +3,12 @@
 //! with the hypervisor and then by the checks only the build tool can make (image BSS).
 
 use tessera_config::{
+    Device,
     Board, Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PAGE_SIZE,
     System, Vm, WfiPolicy, validate, vgic_frames,
 };
 
+use crate::devices::PassDevice;
 use crate::dts::{ConsoleDesc, SystemDesc, VmDesc};
 use crate::error::{Error, Result};
 use crate::guest_dtb::GuestDtb;
@@ -61,13 +63,16 @@ pub struct VmPlan {
     pub on_system_reset: ExitAction,
     pub wfi: WfiPolicy,
     pub physical_counter: bool,
+    /// Passed-through devices, resolved against the board's device tree.
+    pub devices: Vec<PassDevice>,
 }
 
-/// The files one VM is given, read: its image and its initrd.
+/// The files one VM is given, read: its image and its initrd; and its devices, resolved.
 #[derive(Debug, Clone, Default)]
 pub struct VmFiles {
     pub image: Vec<u8>,
     pub initrd: Option<Vec<u8>>,
+    pub devices: Vec<PassDevice>,
 }
 
 /// Places `desc` on `board`. `files[i]` holds the bytes of VM `i`'s image and initrd.
@@ -82,6 +87,9 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result
     let payload = vms.iter().map(VmPlan::payload_bytes).sum();
     let hv_region = hypervisor_region(board, payload);
     allocate_host_memory(board, hv_region, &desc.vms, &mut vms)?;
+    for (vm_desc, vm) in desc.vms.iter().zip(&vms) {
+        check_dma_identity(vm_desc, vm)?;
+    }
     Ok(Plan {
         board: desc.board.clone(),
         hv_region,
@@ -89,8 +97,20 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result
     })
 }
 
+/// A device that does DMA is programmed with guest-physical addresses and, with no SMMU to
+/// translate them, uses them as host-physical ones: the VM's RAM must then be identity
+/// mapped (`host-base` = `guest-base`), or its DMA would land in someone else's memory.
+fn check_dma_identity(desc: &VmDesc, vm: &VmPlan) -> Result<()> {
+    let does_dma = !desc.dma_unrestricted.is_empty()
+        || desc.raw_devices.iter().any(|d| d.dma == crate::dts::DmaPolicy::Unrestricted);
+    match vm.memory.iter().find(|r| r.ipa != r.pa) {
+        Some(region) if does_dma => Err(Error::DmaNeedsIdentityRam { node: desc.node.clone(), ipa: region.ipa, pa: region.pa }),
+        _ => Ok(()),
+    }
+}
+
 fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> Result<VmPlan> {
-    let VmFiles { image, initrd } = files;
+    let VmFiles { image, initrd, devices } = files;
     let node = || desc.node.clone();
     let memory: Vec<MemoryRegion> = desc
         .memory
@@ -161,6 +181,7 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
         maintenance_intid: board.gic.maintenance_intid,
         timer: board.timer,
         initrd: initrd_range,
+        devices: &devices,
     }
     .build()
     .map_err(|e| Error::GuestDtb {
@@ -194,6 +215,7 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
         on_system_reset: desc.on_system_reset,
         wfi: desc.wfi,
         physical_counter: desc.physical_counter,
+        devices,
     })
 }
 
@@ -321,6 +343,23 @@ fn fit_in_bank(bank: &MemRange, cursor: u64, size: u64, taken: &[MemRange]) -> O
 }
 
 impl VmPlan {
+    /// The VM's devices as the tables hold them: one entry per register window, the
+    /// device's SPIs on its first window.
+    pub fn device_table(&self) -> Vec<Device<'_>> {
+        self.devices
+            .iter()
+            .flat_map(|device| {
+                device.windows.iter().enumerate().map(|(i, w)| Device {
+                    ipa: w.ipa,
+                    pa: w.pa,
+                    size: w.size,
+                    access: w.access,
+                    spis: if i == 0 { &device.spis[..] } else { &[] },
+                })
+            })
+            .collect()
+    }
+
     /// Bytes this VM adds to the hypervisor's `.payload` (each blob is page aligned).
     pub fn payload_bytes(&self) -> u64 {
         let page = |len: usize| (len as u64).next_multiple_of(PAGE_SIZE);
@@ -337,10 +376,12 @@ impl Plan {
 
     /// Calls `f` with the plan as the shared [`System`] type.
     pub fn with_system<R>(&self, f: impl FnOnce(&System<'_>) -> R) -> R {
+        let devices: Vec<Vec<Device<'_>>> = self.vms.iter().map(VmPlan::device_table).collect();
         let vms: Vec<Vm<'_>> = self
             .vms
             .iter()
-            .map(|vm| Vm {
+            .zip(&devices)
+            .map(|(vm, devices)| Vm {
                 name: &vm.name,
                 vmid: vm.vmid,
                 cpus: &vm.cpus,
@@ -362,6 +403,7 @@ impl Plan {
                 on_system_reset: vm.on_system_reset,
                 wfi: vm.wfi,
                 physical_counter: vm.physical_counter,
+                devices,
             })
             .collect();
         f(&System {
@@ -495,6 +537,7 @@ mod tests {
             on_system_reset: ExitAction::Restart,
             wfi: WfiPolicy::Native,
             physical_counter: true,
+            devices: Vec::new(),
         };
         let error = vm.check_footprint().unwrap_err();
         assert!(

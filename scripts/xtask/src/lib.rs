@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod defmt_log;
+pub mod devices;
 pub mod dts;
 pub mod error;
 pub mod guest_dtb;

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use tessera_config::Board;
 
+use crate::devices;
 use crate::dts::{self, ImageSource, SystemDesc};
 use crate::error::{Error, Result, io};
 use crate::image::{self, ARM64_IMAGE_MAGIC, Arm64Header};
@@ -108,6 +109,11 @@ pub fn check(ws: &Workspace, dts: &Path) -> Result<Plan> {
 }
 
 fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Result<Plan> {
+    let board_tree = if desc.vms.iter().any(|vm| !vm.devices.is_empty()) {
+        Some(devices::load_board(board.name)?)
+    } else {
+        None
+    };
     let images = desc
         .vms
         .iter()
@@ -115,6 +121,10 @@ fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Re
             Ok(layout::VmFiles {
                 image: load_image(ws, vm)?,
                 initrd: load_initrd(vm)?,
+                devices: match &board_tree {
+                    Some(tree) => devices::resolve(tree, vm)?,
+                    None => devices::resolve(&dts::fdt::Node::default(), vm)?,
+                },
             })
         })
         .collect::<Result<Vec<_>>>()?;

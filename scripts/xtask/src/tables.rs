@@ -89,7 +89,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm, WfiPolicy}};"
+        "    use tessera_config::{{Console, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm, WfiPolicy}};"
     );
     for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
         let Blobs { image, dtb, initrd } = files;
@@ -131,6 +131,19 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
                 region.ipa,
                 region.pa,
                 region.size
+            );
+        }
+        line!("    ];");
+        let table = vm.device_table();
+        for (d, device) in table.iter().enumerate() {
+            let spis: Vec<String> = device.spis.iter().map(u32::to_string).collect();
+            line!("    static VM{index}_DEVICE{d}_SPIS: [u32; {}] = [{}];", spis.len(), spis.join(", "));
+        }
+        line!("    static VM{index}_DEVICES: [Device<'static>; {}] = [", table.len());
+        for (d, device) in table.iter().enumerate() {
+            line!(
+                "        Device {{ ipa: {:#x}, pa: {:#x}, size: {:#x}, access: DeviceAccess::{:?}, spis: &VM{index}_DEVICE{d}_SPIS }},",
+                device.ipa, device.pa, device.size, device.access
             );
         }
         line!("    ];");
@@ -180,6 +193,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         );
         line!("            wfi: WfiPolicy::{:?},", vm.wfi);
         line!("            physical_counter: {},", vm.physical_counter);
+        line!("            devices: &VM{index}_DEVICES,");
         line!("        }},");
     }
     line!("    ];");

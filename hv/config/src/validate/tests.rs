@@ -1,7 +1,7 @@
 //! One test per [`ConfigError`] variant, each starting from a valid system and breaking one thing.
 
 use super::*;
-use crate::{Conduit, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, Initrd, MemoryRegion,
+use crate::{Conduit, Device, DeviceAccess, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, Initrd, MemoryRegion,
     TimerPpis, UartDesc, UartKind};
 
 const MIB: u64 = 1 << 20;
@@ -50,6 +50,7 @@ fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion])
         on_system_reset: ExitAction::Restart,
         wfi: crate::WfiPolicy::Native,
         physical_counter: true,
+        devices: &[],
     }
 }
 
@@ -307,4 +308,163 @@ fn dtb_over_the_image() {
 fn too_many_vms() {
     let many: std::vec::Vec<Vm<'_>> = (0..256u16).map(|i| vm("x", i + 1, &[0], &MEM_A)).collect();
     assert_eq!(check(&many), Err(ConfigError::TooManyVms { count: 256 }));
+}
+
+// Passthrough devices: QEMU virt's virtio-mmio transports (0x200 apart, trap-and-forward)
+// and its pl031 RTC (a page of its own, mapped).
+const BLK_SPIS: [u32; 1] = [79];
+const RTC_SPIS: [u32; 1] = [34];
+const BLK: Device<'static> =
+    Device { ipa: 0x0a00_3e00, pa: 0x0a00_3e00, size: 0x200, access: DeviceAccess::Trap, spis: &BLK_SPIS };
+const RTC: Device<'static> =
+    Device { ipa: 0x0901_0000, pa: 0x0901_0000, size: 0x1000, access: DeviceAccess::Map, spis: &RTC_SPIS };
+
+#[test]
+fn devices_pass() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let mut b = vm("b", 2, &[1], &MEM_B);
+    let a_devices = [BLK];
+    a.devices = &a_devices;
+    let b_devices = [RTC];
+    b.devices = &b_devices;
+    assert_eq!(check(&[a, b]), Ok(()));
+}
+
+#[test]
+fn device_given_to_two_vms() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let mut b = vm("b", 2, &[1], &MEM_B);
+    let a_devices = [BLK];
+    a.devices = &a_devices;
+    let b_devices = [BLK];
+    b.devices = &b_devices;
+    let vms = [a, b];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::DeviceAssignedTwice {
+            first: "a",
+            first_region: BLK.pa_range(),
+            second: "b",
+            second_region: BLK.pa_range()
+        }
+    );
+    assert!(err.to_string().contains("/vms/b") && err.to_string().contains("/vms/a"));
+}
+
+#[test]
+fn device_listed_twice_in_one_vm() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [RTC, RTC];
+    a.devices = &a_devices;
+    assert!(matches!(check(&[a]), Err(ConfigError::DeviceAssignedTwice { first: "a", second: "a", .. })));
+}
+
+#[test]
+fn mapped_device_not_page_aligned() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { access: DeviceAccess::Map, ..BLK }];
+    a.devices = &a_devices;
+    assert_eq!(check(&[a]), Err(ConfigError::DeviceNotPageAligned { vm: "a", pa: 0x0a00_3e00, size: 0x200 }));
+}
+
+#[test]
+fn empty_device_window() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { size: 0, ..RTC }];
+    a.devices = &a_devices;
+    assert_eq!(check(&[a]), Err(ConfigError::BadDeviceRegion { vm: "a", pa: 0x0901_0000, size: 0 }));
+}
+
+#[test]
+fn device_in_board_ram() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { pa: 0x7000_0000, ipa: 0x1000_0000, ..RTC }];
+    a.devices = &a_devices;
+    assert!(matches!(check(&[a]), Err(ConfigError::DeviceInRam { vm: "a", .. })));
+}
+
+#[test]
+fn device_over_the_hypervisors_uart() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { pa: 0x0900_0000, ipa: 0x0a00_0000, ..RTC }];
+    a.devices = &a_devices;
+    assert!(matches!(check(&[a]), Err(ConfigError::DeviceOfHypervisor { vm: "a", .. })));
+}
+
+#[test]
+fn device_ipa_over_the_vms_ram() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { ipa: 0x4000_0000, ..RTC }];
+    a.devices = &a_devices;
+    assert!(matches!(check(&[a]), Err(ConfigError::IpaOverlap { vm: "a", .. })));
+}
+
+#[test]
+fn device_ipa_over_the_console_and_vgic() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { ipa: 0x0900_0000, ..RTC }];
+    a.devices = &a_devices;
+    assert!(matches!(check(&[a]), Err(ConfigError::IpaOverlap { vm: "a", .. })));
+    let mut b = vm("b", 1, &[0], &MEM_A);
+    let b_devices = [Device { ipa: 0x0800_0000, ..RTC }];
+    b.devices = &b_devices;
+    assert!(matches!(check(&[b]), Err(ConfigError::IpaOverlap { vm: "b", .. })));
+}
+
+#[test]
+fn device_irq_not_an_spi() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { spis: &[27], ..RTC }];
+    a.devices = &a_devices;
+    assert_eq!(check(&[a]), Err(ConfigError::DeviceIrqNotSpi { vm: "a", intid: 27 }));
+}
+
+#[test]
+fn device_irq_of_the_hypervisors_uart() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    a.console = None;
+    let a_devices = [Device { spis: &[33], ..RTC }];
+    a.devices = &a_devices;
+    assert_eq!(check(&[a]), Err(ConfigError::SpiOfHypervisor { vm: "a", intid: 33 }));
+}
+
+#[test]
+fn spi_owned_by_two_vms() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let mut b = vm("b", 2, &[1], &MEM_B);
+    let a_devices = [BLK];
+    a.devices = &a_devices;
+    let b_devices = [Device { spis: &BLK_SPIS, ..RTC }];
+    b.devices = &b_devices;
+    let vms = [a, b];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::SpiOwnedTwice { intid: 79, first: "a", second: "b" });
+    assert!(err.to_string().contains("SPI INTID 79 is already owned by /vms/a"));
+}
+
+#[test]
+fn spi_of_a_device_and_the_console() {
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    a.console = Some(Console { ipa: 0x0900_0000, intid: 34 });
+    let a_devices = [RTC];
+    a.devices = &a_devices;
+    assert_eq!(check(&[a]), Err(ConfigError::SpiOwnedTwice { intid: 34, first: "a", second: "a" }));
+}
+
+#[test]
+fn too_many_spis() {
+    static MANY: [u32; 40] = {
+        let mut spis = [0; 40];
+        let mut i = 0;
+        while i < 40 {
+            spis[i] = 100 + i as u32;
+            i += 1;
+        }
+        spis
+    };
+    let mut a = vm("a", 1, &[0], &MEM_A);
+    let a_devices = [Device { spis: &MANY, ..RTC }];
+    a.devices = &a_devices;
+    assert_eq!(check(&[a]), Err(ConfigError::TooManySpis { vm: "a", count: 41, max: MAX_VM_SPIS }));
 }

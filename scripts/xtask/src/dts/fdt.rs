@@ -17,7 +17,7 @@ const MAX_DEPTH: usize = 32;
 
 /// One node: its name as written (with any unit address), its properties and children, in
 /// the order of the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
     pub properties: Vec<Property>,
