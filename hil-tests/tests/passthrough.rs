@@ -147,9 +147,11 @@ fn passthrough_virtio_blk_ext4_survives_poweroff() {
 
 /// Linux's virtio_net drives the passed-through virtio-net device on QEMU user networking
 /// whose only host-side entry is the test's loopback `hostfwd`. (Not `restrict=on`: libslirp
-/// then drops every UDP datagram the guest sends, the echoes included. Instead IPv6 is off,
-/// the guest gets an address on 10.0.2.0/24 and no default route, and runs nothing that
-/// sends but `udp-echo`, which answers only the sender.) The guest echoes UDP
+/// then drops every UDP datagram the guest sends, the echoes included. Instead IPv6 is off on
+/// both sides, the guest gets an address on 10.0.2.0/24 and no default route, and runs
+/// nothing that sends but `udp-echo`, which answers only the sender; QEMU's `filter-dump`
+/// captures the NIC's traffic, and the test asserts that every frame the guest sent was ARP
+/// for the gateway or an echo to 10.0.2.2, where hostfwd traffic comes from.) The guest echoes UDP
 /// (`udp-echo`, guests/linux-udp-echo); the test sends datagrams to the forwarded port and checks every
 /// payload comes back.
 #[test]
@@ -159,10 +161,14 @@ fn passthrough_virtio_net_udp_echo() {
     // A free loopback port for QEMU's forward (bound and released: a tiny race, retried by
     // nothing; the port is fresh from the kernel's ephemeral range).
     let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Every frame on the guest's network, as QEMU saw it, for the check at the end.
+    let pcap = std::env::temp_dir().join(format!("tessera-net-{}-{port}.pcap", std::process::id()));
     let mut options = QemuOptions::default().hard_timeout(HARD_TIMEOUT);
     options.extra_args.extend([
         "-netdev".to_string(),
         format!("user,id=n0,restrict=off,ipv6=off,hostfwd=udp:127.0.0.1:{port}-:7777"),
+        "-object".into(),
+        format!("filter-dump,id=dump0,netdev=n0,file={}", pcap.display()),
         "-device".into(),
         "virtio-net-device,netdev=n0".into(),
     ]);
@@ -175,7 +181,7 @@ fn passthrough_virtio_net_udp_echo() {
     // QEMU's user network: the guest is 10.0.2.15/24; no route leads anywhere else.
     target
         .send(
-            b"ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && (udp-echo &) && echo NET-UP\r",
+            b"echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && (udp-echo &) && echo NET-UP\r",
         )
         .unwrap();
     target.expect_line_from(LINUX, "NET-UP", EXPECT_TIMEOUT * 4).unwrap();
@@ -231,9 +237,73 @@ fn passthrough_virtio_net_udp_echo() {
     target.send(b"cat /sys/class/net/eth0/statistics/rx_packets; echo NET-DONE\r").unwrap();
     target.expect_line_from(LINUX, "NET-DONE", EXPECT_TIMEOUT * 4).unwrap();
     target.kill();
+    drop(target);
+
+    // The guest sent nothing to any address but the test's: every frame it put on the wire
+    // is ARP for the gateway, or UDP from its echo port to 10.0.2.2 (where QEMU's hostfwd
+    // traffic comes from).
+    let frames = guest_frames(&std::fs::read(&pcap).unwrap());
+    let _ = std::fs::remove_file(&pcap);
+    let udp_echoes = frames.iter().filter(|frame| matches!(frame, GuestFrame::UdpToGateway)).count();
+    let stray: Vec<&GuestFrame> = frames
+        .iter()
+        .filter(|frame| !matches!(frame, GuestFrame::UdpToGateway | GuestFrame::ArpForGateway))
+        .collect();
+    assert!(stray.is_empty(), "the guest sent frames elsewhere: {stray:?}");
+    assert!(udp_echoes >= 27, "only {udp_echoes} echoes seen on the wire");
     eprintln!(
         "passthrough: first echo {:.1} s after QEMU start, whole test {:.1} s",
         first_echo.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A frame the guest sent, as far as the network check cares.
+#[derive(Debug, PartialEq, Eq)]
+enum GuestFrame {
+    /// UDP from port 7777 to 10.0.2.2 (QEMU's gateway, the source of hostfwd traffic).
+    UdpToGateway,
+    /// An ARP request or reply about 10.0.2.2.
+    ArpForGateway,
+    /// Anything else: the ethertype, and the IPv4 destination and protocol if IPv4.
+    Other { ethertype: u16, ipv4_dst: Option<[u8; 4]>, protocol: Option<u8> },
+}
+
+/// QEMU's MAC address for the first NIC (52:54:00:12:34:56).
+const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const GATEWAY: [u8; 4] = [10, 0, 2, 2];
+
+/// The frames in a pcap capture (libpcap format, little-endian, Ethernet) whose source MAC
+/// is the guest's.
+fn guest_frames(pcap: &[u8]) -> Vec<GuestFrame> {
+    assert!(pcap.len() >= 24 && pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "not a little-endian pcap");
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let captured = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &pcap[at + 16..(at + 16 + captured).min(pcap.len())];
+        at += 16 + captured;
+        if frame.len() < 14 || frame[6..12] != GUEST_MAC {
+            continue;
+        }
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let payload = &frame[14..];
+        let classified = match ethertype {
+            0x0806 if payload.len() >= 28 && payload[24..28] == GATEWAY => GuestFrame::ArpForGateway,
+            0x0800 if payload.len() >= 24 => {
+                let header = usize::from(payload[0] & 0xf) * 4;
+                let dst: [u8; 4] = payload[16..20].try_into().unwrap();
+                let protocol = payload[9];
+                let source_port = payload.get(header..header + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+                if dst == GATEWAY && protocol == 17 && source_port == Some(7777) {
+                    GuestFrame::UdpToGateway
+                } else {
+                    GuestFrame::Other { ethertype, ipv4_dst: Some(dst), protocol: Some(protocol) }
+                }
+            }
+            _ => GuestFrame::Other { ethertype, ipv4_dst: None, protocol: None },
+        };
+        frames.push(classified);
+    }
+    frames
 }
