@@ -12,6 +12,8 @@ pub enum MmioForwardError {
     BadAccess,
     /// Above the 4 GiB that EL2 maps as Device memory.
     OutOfRange,
+    /// Inside the hypervisor's own image, BSS or stacks.
+    Hypervisor,
 }
 
 /// The 4 GiB window EL2 maps (`mmu`).
@@ -27,6 +29,16 @@ fn check(pa: u64, bytes: u64) -> Result<(), MmioForwardError> {
     Ok(())
 }
 
+/// The checks every forwarded access passes, plus: never the hypervisor's own memory.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn check_target(pa: u64, bytes: u64) -> Result<(), MmioForwardError> {
+    check(pa, bytes)?;
+    if crate::phys::touches_hypervisor(pa, bytes) {
+        return Err(MmioForwardError::Hypervisor);
+    }
+    Ok(())
+}
+
 /// Reads `bytes` (1, 2, 4 or 8) from device register `pa`.
 ///
 /// The caller passes an address inside a device window of the validated system tables
@@ -34,10 +46,10 @@ fn check(pa: u64, bytes: u64) -> Result<(), MmioForwardError> {
 /// the VM owns.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub fn read(pa: u64, bytes: u64) -> Result<u64, MmioForwardError> {
-    check(pa, bytes)?;
-    // SAFETY: `pa` is naturally aligned, below 4 GiB and mapped Device-nGnRE at EL2; it is a
-    // device register from the validated tables, outside RAM, so no Rust object lives there
-    // and a volatile read has no effect on memory the hypervisor owns.
+    check_target(pa, bytes)?;
+    // SAFETY: `pa` is naturally aligned, below 4 GiB (mapped at EL2) and outside the
+    // hypervisor's image, BSS and stacks (checked above), so no Rust object lives there;
+    // callers pass a device register from the validated tables.
     let value = unsafe {
         match bytes {
             1 => u64::from(core::ptr::read_volatile(pa as *const u8)),
@@ -52,9 +64,9 @@ pub fn read(pa: u64, bytes: u64) -> Result<u64, MmioForwardError> {
 /// Writes the low `bytes` (1, 2, 4 or 8) of `value` to device register `pa`; as [`read`].
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub fn write(pa: u64, bytes: u64, value: u64) -> Result<(), MmioForwardError> {
-    check(pa, bytes)?;
-    // SAFETY: as in `read`: an aligned device register from the validated tables, outside
-    // RAM, mapped Device-nGnRE; the write touches no memory Rust owns.
+    check_target(pa, bytes)?;
+    // SAFETY: as in `read`: aligned, mapped, outside the hypervisor's memory (checked above),
+    // so the write touches no memory Rust owns.
     unsafe {
         match bytes {
             1 => core::ptr::write_volatile(pa as *mut u8, value as u8),

@@ -18,6 +18,12 @@ fn check(pa: u64, len: u64, hv: (u64, u64)) -> Result<(), PhysError> {
     Ok(())
 }
 
+/// True if `[pa, pa + len)` wraps or touches the hypervisor's own image, BSS or stacks.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub(crate) fn touches_hypervisor(pa: u64, len: u64) -> bool {
+    check(pa, len, hypervisor_range()).is_err()
+}
+
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 fn hypervisor_range() -> (u64, u64) {
     unsafe extern "C" {
