@@ -48,12 +48,44 @@ pub fn copy_to(pa: u64, data: &[u8]) -> Result<(), PhysError> {
     Ok(())
 }
 
+/// The block `DC ZVA` zeroes, in bytes, or `None` if it is prohibited (DCZID_EL0,
+/// DDI 0487 D23.2.43: BS = log2 of the size in words, DZP = prohibited).
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn zva_block() -> Option<u64> {
+    let dczid: u64;
+    // SAFETY: reading an identification register has no effect.
+    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack)) };
+    (dczid & (1 << 4) == 0).then(|| 4u64 << (dczid & 0xf))
+}
+
 /// Zeroes `len` bytes at physical address `pa` and cleans them to the point of coherency.
+/// Whole aligned blocks are zeroed with `DC ZVA` (one instruction per cache block), the
+/// edges byte by byte.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub fn zero(pa: u64, len: u64) -> Result<(), PhysError> {
     check(pa, len, hypervisor_range())?;
-    // SAFETY: as in `copy_to`.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) };
+    let end = pa + len; // cannot wrap: checked above
+    let (mut head_end, mut tail_start) = (end, end);
+    if let Some(block) = zva_block() {
+        let first = pa.next_multiple_of(block);
+        let last = end - end % block;
+        if first < last {
+            (head_end, tail_start) = (first, last);
+            let mut at = first;
+            while at < last {
+                // SAFETY: `[at, at + block)` lies inside the checked range (RAM mapped at
+                // EL2, not the hypervisor's own memory); DC ZVA writes zeros there and
+                // nowhere else.
+                unsafe { core::arch::asm!("dc zva, {}", in(reg) at, options(nostack, preserves_flags)) };
+                at += block;
+            }
+        }
+    }
+    // SAFETY: as in `copy_to`; the two edges lie inside the checked range.
+    unsafe {
+        core::ptr::write_bytes(pa as *mut u8, 0, (head_end - pa) as usize);
+        core::ptr::write_bytes(tail_start as *mut u8, 0, (end - tail_start) as usize);
+    }
     crate::cache::clean_dcache_range(pa, len);
     Ok(())
 }
