@@ -24,7 +24,29 @@ const VGIC_SPIS: usize = tessera_config::MAX_VM_SPIS;
 
 pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 
-static VGICS: [spin::Once<spin::Mutex<Vgic>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
+/// A VM's vGIC model plus what lets the run loop skip flushing and syncing when nothing can
+/// have changed: every mutation of the model bumps `epoch`, and `idle[vcpu]` records the
+/// epoch at which a flush loaded nothing into that vCPU's (then all-empty) list registers.
+/// While the epoch is the same, flushing again would load nothing, and with nothing loaded
+/// the guest cannot have changed any list register, so syncing has nothing to read.
+pub struct Tracked {
+    model: Vgic,
+    epoch: u64,
+    idle: [Option<u64>; MAX_VCPUS],
+    /// The last level given for an emulated line (the console's), so that an unchanged
+    /// level, reported after every UART access, neither touches the model nor the epoch.
+    last_level: Option<(u32, bool)>,
+}
+
+impl Tracked {
+    /// The model, for a change: the epoch moves on.
+    fn changing(&mut self) -> &mut Vgic {
+        self.epoch = self.epoch.wrapping_add(1);
+        &mut self.model
+    }
+}
+
+static VGICS: [spin::Once<spin::Mutex<Tracked>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
 
 /// Serializes the read-modify-write register updates on the physical distributor.
 static GICD: spin::Mutex<()> = spin::Mutex::new(());
@@ -37,7 +59,10 @@ pub const GICR_FRAME_PAIR: u64 = 0x2_0000;
 pub fn init(platform: &Platform, index: usize) -> bool {
     let vm = &platform.system.vms[index];
     if let Some(existing) = VGICS[index].get() {
-        existing.lock().reset();
+        let mut tracked = existing.lock();
+        tracked.changing().reset();
+        tracked.idle = [None; MAX_VCPUS];
+        tracked.last_level = None;
         return true;
     }
     let mut mpidrs = [0u64; MAX_VCPUS];
@@ -63,7 +88,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     let config = VgicConfig { mpidrs: &mpidrs[..count], ppis: &ppis, spis: &spis[..spi_count] };
     match Vgic::new(&config) {
         Ok(vgic) => {
-            VGICS[index].call_once(|| spin::Mutex::new(vgic));
+            VGICS[index].call_once(|| spin::Mutex::new(Tracked { model: vgic, epoch: 0, idle: [None; MAX_VCPUS], last_level: None }));
             true
         }
         Err(error) => {
@@ -73,7 +98,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     }
 }
 
-fn vgic(index: usize) -> Option<&'static spin::Mutex<Vgic>> {
+fn vgic(index: usize) -> Option<&'static spin::Mutex<Tracked>> {
     VGICS.get(index).and_then(spin::Once::get)
 }
 
@@ -87,7 +112,24 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
     let Some(vgic) = vgic(vm_index) else { return };
     let count = tessera_arch::gic_cpu::list_register_count();
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
-    let flush = vgic.lock().flush(vcpu_index, &mut lrs[..count]);
+    let flush = {
+        let mut tracked = vgic.lock();
+        let Some(idle) = tracked.idle.get(vcpu_index).copied() else { return };
+        if idle == Some(tracked.epoch) {
+            // Nothing changed since a flush that left every list register empty (and the
+            // interface as it was): they still are.
+            return;
+        }
+        let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
+        if flush.used == 0 && !flush.more_pending {
+            let epoch = tracked.epoch;
+            tracked.idle[vcpu_index] = Some(epoch);
+        } else {
+            tracked.epoch = tracked.epoch.wrapping_add(1);
+            tracked.idle[vcpu_index] = None;
+        }
+        flush
+    };
     for (n, &lr) in lrs[..count].iter().enumerate() {
         tessera_arch::gic_cpu::write_lr(n, lr);
     }
@@ -97,32 +139,44 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     let Some(vgic) = vgic(vm_index) else { return 0 };
+    let mut tracked = vgic.lock();
+    if tracked.idle.get(vcpu_index).copied().flatten().is_some() {
+        // The last flush loaded nothing: the list registers are empty and untouched.
+        return 0;
+    }
     let count = tessera_arch::gic_cpu::list_register_count();
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     for (n, lr) in lrs[..count].iter_mut().enumerate() {
         *lr = tessera_arch::gic_cpu::read_lr(n);
     }
-    vgic.lock().sync(vcpu_index, &lrs[..count])
+    tracked.changing().sync(vcpu_index, &lrs[..count])
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.
 pub fn hw_fired(vm_index: usize, vcpu_index: usize, intid: u32) -> u32 {
-    vgic(vm_index).map_or(0, |vgic| vgic.lock().hw_fired(intid, vcpu_index))
+    vgic(vm_index).map_or(0, |vgic| vgic.lock().changing().hw_fired(intid, vcpu_index))
 }
 
 /// An emulated device's interrupt line changed.
 pub fn set_level(vm_index: usize, intid: u32, level: bool) -> u32 {
-    vgic(vm_index).map_or(0, |vgic| vgic.lock().set_level(intid, level))
+    vgic(vm_index).map_or(0, |vgic| {
+        let mut tracked = vgic.lock();
+        if tracked.last_level == Some((intid, level)) {
+            return 0;
+        }
+        tracked.last_level = Some((intid, level));
+        tracked.changing().set_level(intid, level)
+    })
 }
 
 /// The guest wrote ICC_SGI1R_EL1.
 pub fn send_sgi(vm_index: usize, sender: usize, value: u64) -> u32 {
-    vgic(vm_index).map_or(0, |vgic| vgic.lock().send_sgi(sender, value))
+    vgic(vm_index).map_or(0, |vgic| vgic.lock().changing().send_sgi(sender, value))
 }
 
 /// True if `vcpu` has an interrupt to take (wakes it from a trapped WFI).
 pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
-    vgic(vm_index).is_some_and(|vgic| vgic.lock().has_pending(vcpu_index))
+    vgic(vm_index).is_some_and(|vgic| vgic.lock().model.has_pending(vcpu_index))
 }
 
 /// Which trapped frame an IPA falls in.
@@ -159,15 +213,19 @@ pub fn access(
 ) -> Result<(Option<u64>, u32), MmioError> {
     let Some(vgic) = vgic(vm_index) else { return Err(MmioError::BadOffset { offset: 0 }) };
     let outcome: WriteOutcome = {
-        let mut vgic = vgic.lock();
+        let mut tracked = vgic.lock();
         match (frame, write) {
-            (Frame::Distributor { offset }, None) => return Ok((Some(vgic.dist_read(offset, width)?), 0)),
-            (Frame::Redistributor { vcpu, offset }, None) => {
-                return Ok((Some(vgic.redist_read(vcpu, offset, width)?), 0));
+            (Frame::Distributor { offset }, None) => {
+                return Ok((Some(tracked.model.dist_read(offset, width)?), 0));
             }
-            (Frame::Distributor { offset }, Some(value)) => vgic.dist_write(vcpu_index, offset, width, value)?,
+            (Frame::Redistributor { vcpu, offset }, None) => {
+                return Ok((Some(tracked.model.redist_read(vcpu, offset, width)?), 0));
+            }
+            (Frame::Distributor { offset }, Some(value)) => {
+                tracked.changing().dist_write(vcpu_index, offset, width, value)?
+            }
             (Frame::Redistributor { vcpu, offset }, Some(value)) => {
-                vgic.redist_write(vcpu_index, vcpu, offset, width, value)?
+                tracked.changing().redist_write(vcpu_index, vcpu, offset, width, value)?
             }
         }
     };
