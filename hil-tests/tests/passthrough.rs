@@ -67,6 +67,18 @@ fn wait_for_shell(target: &dyn Target) -> Duration {
     start.elapsed()
 }
 
+/// Boots the passthrough system with `devices` (extra QEMU arguments) and waits for Linux's
+/// shell. Returns the target and when QEMU was started.
+fn boot_to_shell<const N: usize>(devices: [String; N]) -> (Box<dyn Target>, Instant) {
+    let mut options = QemuOptions::default().hard_timeout(HARD_TIMEOUT);
+    options.extra_args.extend(devices);
+    let started = Instant::now();
+    let target = boot_system(Path::new(SYSTEM), options).unwrap();
+    let shell = wait_for_shell(target.as_ref());
+    eprintln!("passthrough: shell after {:.1} s", shell.as_secs_f64());
+    (target, started)
+}
+
 /// Linux mounts the passed-through virtio-blk disk, reads the known file, writes a new one
 /// and syncs; `rt`'s read of the same transport aborts and `rt` carries on; `rt` reads its own
 /// PL031 RTC (mapped) and takes its match interrupt (HW-linked SPI 34); Linux unmounts and
@@ -76,19 +88,12 @@ fn passthrough_virtio_blk_ext4_survives_poweroff() {
     ensure_linux();
     let dir = tempfile::tempdir().unwrap();
     let disk = make_disk(dir.path());
-    let mut options = QemuOptions::default().hard_timeout(HARD_TIMEOUT);
-    options.extra_args.extend(
-        [
-            "-drive".to_string(),
-            format!("file={},if=none,format=raw,id=blk0", disk.display()),
-            "-device".into(),
-            "virtio-blk-device,drive=blk0".into(),
-        ],
-    );
-    let started = Instant::now();
-    let mut target = boot_system(Path::new(SYSTEM), options).unwrap();
-    let shell = wait_for_shell(target.as_ref());
-    eprintln!("passthrough: shell after {:.1} s", shell.as_secs_f64());
+    let (mut target, started) = boot_to_shell([
+        "-drive".to_string(),
+        format!("file={},if=none,format=raw,id=blk0", disk.display()),
+        "-device".into(),
+        "virtio-blk-device,drive=blk0".into(),
+    ]);
 
     target.mark();
     target
@@ -163,8 +168,7 @@ fn passthrough_virtio_net_udp_echo() {
     let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Every frame on the guest's network, as QEMU saw it, for the check at the end.
     let pcap = std::env::temp_dir().join(format!("tessera-net-{}-{port}.pcap", std::process::id()));
-    let mut options = QemuOptions::default().hard_timeout(HARD_TIMEOUT);
-    options.extra_args.extend([
+    let (mut target, started) = boot_to_shell([
         "-netdev".to_string(),
         format!("user,id=n0,restrict=off,ipv6=off,hostfwd=udp:127.0.0.1:{port}-:7777"),
         "-object".into(),
@@ -172,10 +176,6 @@ fn passthrough_virtio_net_udp_echo() {
         "-device".into(),
         "virtio-net-device,netdev=n0".into(),
     ]);
-    let started = Instant::now();
-    let mut target = boot_system(Path::new(SYSTEM), options).unwrap();
-    let shell = wait_for_shell(target.as_ref());
-    eprintln!("passthrough: shell after {:.1} s", shell.as_secs_f64());
 
     target.mark();
     // QEMU's user network: the guest is 10.0.2.15/24; no route leads anywhere else.

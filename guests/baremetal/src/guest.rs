@@ -26,7 +26,7 @@ use tessera_guest_baremetal::rx::RxQueue;
 
 use crate::arch::{self, IrqCell, Syndrome, VectorIndex, icc, virtual_timer};
 use crate::gicv3::GicV3;
-use crate::uart::Uart;
+use crate::uart::{Console, Uart};
 
 /// The UART used before the device tree is read (and by the exception handler until then):
 /// QEMU `virt`'s PL011, which is also Tessera's default console IPA on qemu-virt.
@@ -105,21 +105,6 @@ fn uart() -> Uart {
     // SAFETY: UART_BASE holds either QEMU virt's PL011 or the UART the device tree names; the
     // guest has the MMU off, so the frame is reachable, and it is this guest's console.
     unsafe { Uart::new(UART_BASE.load(Ordering::Relaxed)) }
-}
-
-/// A `core::fmt` writer that turns `\n` into `\r\n`.
-struct Console(Uart);
-
-impl core::fmt::Write for Console {
-    fn write_str(&mut self, text: &str) -> core::fmt::Result {
-        for byte in text.bytes() {
-            if byte == b'\n' {
-                self.0.write_byte(b'\r');
-            }
-            self.0.write_byte(byte);
-        }
-        Ok(())
-    }
 }
 
 macro_rules! say {

@@ -136,3 +136,18 @@ impl embedded_io::ReadReady for Uart {
         Ok(!self.registers.fr.is_set(FR::RXFE))
     }
 }
+
+/// A `core::fmt` writer on the UART that turns `\n` into `\r\n` (for `writeln!`).
+pub struct Console(pub Uart);
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        for byte in text.bytes() {
+            if byte == b'\n' {
+                self.0.write_byte(b'\r');
+            }
+            self.0.write_byte(byte);
+        }
+        Ok(())
+    }
+}

@@ -17,7 +17,7 @@ use tessera_guest_bench::stats::Summary;
 
 use crate::arch::{self, IrqCell, Syndrome, VectorIndex, icc, virtual_timer};
 use crate::gicv3::GicV3;
-use crate::uart::Uart;
+use crate::uart::{Console, Uart};
 
 /// QEMU virt's PL011, used until the DT names the console.
 const FALLBACK_UART: usize = 0x0900_0000;
@@ -54,20 +54,6 @@ fn uart() -> Uart {
     // SAFETY: UART_BASE is QEMU virt's PL011 or the UART this guest's DT names (its console,
     // reachable with the MMU off).
     unsafe { Uart::new(UART_BASE.load(Ordering::Relaxed)) }
-}
-
-struct Console(Uart);
-
-impl core::fmt::Write for Console {
-    fn write_str(&mut self, text: &str) -> core::fmt::Result {
-        for byte in text.bytes() {
-            if byte == b'\n' {
-                self.0.write_byte(b'\r');
-            }
-            self.0.write_byte(byte);
-        }
-        Ok(())
-    }
 }
 
 macro_rules! say {

@@ -7,7 +7,7 @@ use core::sync::atomic::Ordering;
 use tessera_arch::guest::{ExitKind, GuestRegs};
 use tessera_arch::BootInfo;
 use tessera_config::{DeviceAccess, ExitAction, FaultPolicy, MemRange, Vm, WfiPolicy};
-use tessera_core::exit::{self, DataAbort, Exit};
+use tessera_core::exit::{self, DataAbort, Exit, MmioAccess};
 use tessera_core::psci::{self, Outcome, PowerState, SmcccCall, VmView};
 use tessera_core::stage2::{S2Attrs, Stage2, Table};
 use tessera_core::{inject, vcpu};
@@ -484,24 +484,38 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
     }
 }
 
+/// The value a trapped store writes, masked to its width (the zero register reads 0);
+/// `None` for a load.
+fn store_value(regs: &GuestRegs, access: &MmioAccess) -> Option<u64> {
+    access.write.then(|| {
+        let value = if access.reg_is_zero() { 0 } else { regs.x[usize::from(access.reg)] };
+        exit::mmio_write_value(access, value)
+    })
+}
+
+/// Finishes an emulated access: a load's value (width-masked, sign-extended as the
+/// instruction asks) goes to its register, and the guest resumes after the instruction.
+fn complete_access(regs: &mut GuestRegs, access: &MmioAccess, read: Option<u64>) {
+    if let Some(raw) = read
+        && !access.reg_is_zero()
+    {
+        regs.x[usize::from(access.reg)] = exit::mmio_read_result(access, raw);
+    }
+    regs.elr = regs.elr.wrapping_add(4);
+}
+
 fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs, abort: &DataAbort) {
     let vm = &platform.system.vms[vm_index];
     if let (Some(console), Some(access)) = (vm.console, abort.access) {
         let frame = MemRange::new(console.ipa, tessera_config::PAGE_SIZE);
         if frame.contains(abort.ipa) {
             let offset = abort.ipa - console.ipa;
-            let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
-            match console::guest_access(vm_index, offset, &access, exit::mmio_write_value(&access, value)) {
+            let value = store_value(regs, &access).unwrap_or(0);
+            match console::guest_access(vm_index, offset, &access, value) {
                 Ok((read, level)) => {
                     let kick = vgic::set_level(vm_index, console.intid, level);
                     kick_vcpus(platform, vm_index, kick);
-                    if let Some(raw) = read
-                        && !access.reg_is_zero()
-                    {
-                        regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
-                    }
-                    regs.elr = regs.elr.wrapping_add(4);
-                    return;
+                    return complete_access(regs, &access, read);
                 }
                 Err(()) => {
                     defmt::warn!("VM {=str}: bad console access at offset {=u64:#x}", vm.name, offset);
@@ -511,20 +525,10 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
         }
     }
     if let (Some(frame), Some(access)) = (vgic::frame_of(platform.board, vm, abort.ipa), abort.access) {
-        let write = access.write.then(|| {
-            let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
-            exit::mmio_write_value(&access, value)
-        });
-        match vgic::access(platform, vm_index, vcpu_index, frame, access.width, write) {
+        match vgic::access(platform, vm_index, vcpu_index, frame, access.width, store_value(regs, &access)) {
             Ok((read, kick)) => {
                 kick_vcpus(platform, vm_index, kick);
-                if let Some(raw) = read
-                    && !access.reg_is_zero()
-                {
-                    regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
-                }
-                regs.elr = regs.elr.wrapping_add(4);
-                return;
+                return complete_access(regs, &access, read);
             }
             Err(error) => {
                 defmt::warn!("VM {=str}: bad GIC access at IPA {=u64:#x}: {}", vm.name, abort.ipa, error);
@@ -544,20 +548,12 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
         let inside = offset.checked_add(bytes).is_some_and(|end| end <= device.size);
         if inside {
             let pa = device.pa + offset;
-            let done = if access.write {
-                let value = if access.reg_is_zero() { 0 } else { regs.x[access.reg as usize] };
-                tessera_arch::mmio::write(pa, bytes, exit::mmio_write_value(&access, value)).map(|()| None)
-            } else {
-                tessera_arch::mmio::read(pa, bytes).map(Some)
+            let done = match store_value(regs, &access) {
+                Some(value) => tessera_arch::mmio::write(pa, bytes, value).map(|()| None),
+                None => tessera_arch::mmio::read(pa, bytes).map(Some),
             };
             if let Ok(read) = done {
-                if let Some(raw) = read
-                    && !access.reg_is_zero()
-                {
-                    regs.x[access.reg as usize] = exit::mmio_read_result(&access, raw);
-                }
-                regs.elr = regs.elr.wrapping_add(4);
-                return;
+                return complete_access(regs, &access, read);
             }
         }
         defmt::warn!("VM {=str}: device access at IPA {=u64:#x} refused", vm.name, abort.ipa);
