@@ -2,6 +2,8 @@
 //! chapter 5), into an owned tree. Every offset and length is checked: bad input is an error,
 //! never a panic.
 
+use std::collections::HashSet;
+
 use crate::error::{Error, Result};
 
 /// `FDT_MAGIC` (DT spec 5.2).
@@ -14,6 +16,8 @@ const FDT_NOP: u32 = 4;
 const FDT_END: u32 = 9;
 /// Deeper trees are refused rather than recursed into (system descriptions are 4 levels deep).
 const MAX_DEPTH: usize = 32;
+/// The header's size for version 17 (DT spec 5.2): ten 32-bit fields.
+const HEADER_SIZE: usize = 40;
 
 /// One node: its name as written (with any unit address), its properties and children, in
 /// the order of the source.
@@ -63,28 +67,41 @@ pub fn read(blob: &[u8]) -> Result<Node> {
     }
     let strings_size = be32(blob, 32)? as usize;
     let struct_size = be32(blob, 36)? as usize;
-    let strings = strings_offset
-        .checked_add(strings_size)
-        .and_then(|end| blob.get(strings_offset..end))
+    let strings_range = block(strings_offset, strings_size, blob.len())
         .ok_or_else(|| malformed("strings block out of bounds"))?;
-    let structure = struct_offset
-        .checked_add(struct_size)
-        .and_then(|end| blob.get(struct_offset..end))
+    let struct_range = block(struct_offset, struct_size, blob.len())
         .ok_or_else(|| malformed("structure block out of bounds"))?;
+    // Each block lies after the header and apart from the other (DT spec 5.1), or one
+    // block's bytes would be read as the other's.
+    if struct_range.start < HEADER_SIZE || strings_range.start < HEADER_SIZE {
+        return Err(malformed("a block overlaps the header"));
+    }
+    if struct_range.start < strings_range.end && strings_range.start < struct_range.end {
+        return Err(malformed("the structure and strings blocks overlap"));
+    }
     let mut reader = Reader {
-        structure,
-        strings,
+        structure: &blob[struct_range],
+        strings: &blob[strings_range],
         offset: 0,
     };
     let token = reader.token()?;
     if token != FDT_BEGIN_NODE {
         return Err(malformed("the structure block does not start with a node"));
     }
-    let root = reader.node(0)?;
+    let root = reader.node("/", 0)?;
     if reader.token()? != FDT_END {
         return Err(malformed("data after the root node"));
     }
+    if reader.offset != reader.structure.len() {
+        return Err(malformed("data after the FDT_END token"));
+    }
     Ok(root)
+}
+
+/// `offset..offset + size`, if it lies within `len` bytes.
+fn block(offset: usize, size: usize, len: usize) -> Option<std::ops::Range<usize>> {
+    let end = offset.checked_add(size)?;
+    (end <= len).then_some(offset..end)
 }
 
 struct Reader<'a> {
@@ -123,18 +140,28 @@ impl Reader<'_> {
     }
 
     /// The node whose `FDT_BEGIN_NODE` was just read, up to and including its `FDT_END_NODE`.
-    fn node(&mut self, depth: usize) -> Result<Node> {
+    /// `path` is its full path, for messages.
+    fn node(&mut self, path: &str, depth: usize) -> Result<Node> {
         if depth > MAX_DEPTH {
-            return Err(malformed("nodes nested too deeply"));
+            return Err(malformed(format!("nodes nested too deeply (below `{path}`)")));
         }
         let name = Self::c_str(self.structure, self.offset, "node name")?;
         self.offset += name.len() + 1;
         self.align();
+        // The root's name is empty; every other node's path is its parent's plus its name.
+        let path = match (depth, path) {
+            (0, _) => String::from("/"),
+            (_, "/") => format!("/{name}"),
+            (_, parent) => format!("{parent}/{name}"),
+        };
         let mut node = Node {
             name,
             properties: Vec::new(),
             children: Vec::new(),
         };
+        // Names seen so far, so that a node with very many children stays linear.
+        let mut property_names = HashSet::new();
+        let mut child_names = HashSet::new();
         loop {
             match self.token()? {
                 FDT_PROP => {
@@ -145,28 +172,32 @@ impl Reader<'_> {
                         .offset
                         .checked_add(len)
                         .and_then(|end| self.structure.get(self.offset..end))
-                        .ok_or_else(|| {
-                            malformed(format!("property of node `{}` out of bounds", node.name))
-                        })?
+                        .ok_or_else(|| malformed(format!("a property of `{path}` is out of bounds")))?
                         .to_vec();
                     self.offset += len;
                     self.align();
                     let name = Self::c_str(self.strings, name_offset, "property name")?;
                     if !node.children.is_empty() {
-                        return Err(malformed(format!(
-                            "property `{name}` after a child node in `{}`",
-                            node.name
-                        )));
+                        return Err(malformed(format!("property `{name}` after a child node in `{path}`")));
+                    }
+                    if !property_names.insert(name.clone()) {
+                        return Err(malformed(format!("duplicate property `{name}` in `{path}`")));
                     }
                     node.properties.push(Property { name, value });
                 }
-                FDT_BEGIN_NODE => node.children.push(self.node(depth + 1)?),
+                FDT_BEGIN_NODE => {
+                    let child = self.node(&path, depth + 1)?;
+                    // Sibling names are unique (DT spec 2.2.1); a second one would silently
+                    // replace or add to the first.
+                    if !child_names.insert(child.name.clone()) {
+                        let shown = if path == "/" { String::new() } else { path.clone() };
+                        return Err(malformed(format!("duplicate node `{shown}/{}`", child.name)));
+                    }
+                    node.children.push(child);
+                }
                 FDT_END_NODE => return Ok(node),
                 other => {
-                    return Err(malformed(format!(
-                        "unexpected token {other:#x} in node `{}`",
-                        node.name
-                    )));
+                    return Err(malformed(format!("unexpected token {other:#x} in `{path}`")));
                 }
             }
         }
