@@ -2,11 +2,12 @@
 //! broken system description or DTB goes through the library path the build tool takes after
 //! `dtc` ([`xtask::check_blob`]), and a few through the `xtask check` binary. Each must be
 //! rejected with an error that names the problem, within a time limit, without a panic.
+//! A property test corrupts the valid inputs at random on the same path.
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{LazyLock, mpsc};
 use std::time::{Duration, Instant};
 
 /// A case's verdict must come well within this; a hang is a failure.
@@ -181,5 +182,38 @@ fn the_check_command_reports_them() {
         assert_eq!(output.status.code(), Some(1), "{file}: {stderr}");
         assert!(stderr.contains(&format!("error: {}: ", dts.display())), "{file}: {stderr}");
         assert!(stderr.contains(expected), "{file}: {stderr}");
+    }
+}
+
+/// The valid inputs, compiled once for the property test.
+static VALID_SYSTEM: LazyLock<Vec<u8>> = LazyLock::new(|| blob("passes-dev.dts"));
+static VALID_BOARD: LazyLock<Vec<u8>> = LazyLock::new(|| blob("board-valid.dts"));
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// Corruptions of the valid description and board tree: `check_blob` refuses or accepts,
+    /// never panics; a blob the FDT reader refuses is refused as malformed.
+    #[test]
+    fn corrupt_descriptions_never_panic(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+        board_edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..3),
+    ) {
+        let mut system = VALID_SYSTEM.clone();
+        let mut board = VALID_BOARD.clone();
+        for (at, value) in edits {
+            let at = at % system.len();
+            system[at] = value;
+        }
+        for (at, value) in board_edits {
+            let at = at % board.len();
+            board[at] = value;
+        }
+        if let Err(error) = xtask::check_blob(&system, Some(&board), &[0xaa; 4096], &[]) {
+            proptest::prop_assert!(!error.to_string().is_empty());
+            if xtask::dts::fdt::read(&system).is_err() {
+                proptest::prop_assert!(matches!(error, xtask::Error::MalformedDtb { .. }), "{}", error);
+            }
+        }
     }
 }
