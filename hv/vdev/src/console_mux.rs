@@ -1153,8 +1153,8 @@ mod tests {
                         }
                     }
                     prop_assert_eq!(rig.mux.focused(), focus);
-                    for vm in 0..3 {
-                        prop_assert_eq!(rig.mux.input_space(vm), INPUT_QUEUE_CAPACITY - queues[vm].len());
+                    for (vm, queue) in queues.iter().enumerate() {
+                        prop_assert_eq!(rig.mux.input_space(vm), INPUT_QUEUE_CAPACITY - queue.len());
                     }
                 }
                 // The wire: `\n` only in `\r\n`; every whole line and the open one tagged.
