@@ -18,6 +18,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     exit 1
 fi
 
+# The fuzz crate is outside the workspace, so the workspace clippy run does not see it.
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+
 targets=$(cargo fuzz list --fuzz-dir fuzz)
 cargo fuzz build --fuzz-dir fuzz --sanitizer none -a
 

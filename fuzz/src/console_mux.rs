@@ -63,16 +63,30 @@ impl Reference {
 pub fn run(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let mut mux = ConsoleMux::<4>::new(&NAMES).expect("valid names");
-    let mut reference = Reference { focus: 0, escape: false, queues: Default::default() };
+    let mut reference = Reference {
+        focus: 0,
+        escape: false,
+        queues: Default::default(),
+    };
     let mut wire = Vec::new();
     // Unstructured yields zeros once the data runs out: stop there, not at an error.
     while !u.is_empty() {
         let Ok(op) = u8::arbitrary(&mut u) else { break };
-        let Ok(()) = step(&mut u, op, &mut mux, &mut reference, &mut wire) else { break };
+        let Ok(()) = step(&mut u, op, &mut mux, &mut reference, &mut wire) else {
+            break;
+        };
         assert_eq!(mux.focused(), reference.focus, "focus");
         for vm in 0..NAMES.len() {
-            assert_eq!(mux.input_space(vm), INPUT_QUEUE_CAPACITY - reference.queues[vm].len(), "VM {vm}'s queue");
-            assert_eq!(mux.peek_input(vm), reference.queues[vm].front().copied(), "VM {vm}'s next byte");
+            assert_eq!(
+                mux.input_space(vm),
+                INPUT_QUEUE_CAPACITY - reference.queues[vm].len(),
+                "VM {vm}'s queue"
+            );
+            assert_eq!(
+                mux.peek_input(vm),
+                reference.queues[vm].front().copied(),
+                "VM {vm}'s next byte"
+            );
         }
     }
     check_wire(&wire);
@@ -96,7 +110,11 @@ fn step(
                 _ => u8::arbitrary(u)?,
             };
             let expected = reference.host_input(byte);
-            assert_eq!(mux.host_input(byte, &mut out), expected, "host byte {byte:#x}");
+            assert_eq!(
+                mux.host_input(byte, &mut out),
+                expected,
+                "host byte {byte:#x}"
+            );
         }
         3 | 4 => {
             for &byte in <&[u8]>::arbitrary(u)? {
@@ -152,9 +170,17 @@ fn check_wire(wire: &[u8]) {
     let lines: Vec<&[u8]> = split_crlf(wire);
     let (last, whole) = lines.split_last().expect("split gives at least one piece");
     for line in whole {
-        assert!(starts_with_tag(line), "an untagged or empty line: {:?}", String::from_utf8_lossy(line));
+        assert!(
+            starts_with_tag(line),
+            "an untagged or empty line: {:?}",
+            String::from_utf8_lossy(line)
+        );
     }
-    assert!(last.is_empty() || starts_with_tag(last), "an untagged open line: {:?}", String::from_utf8_lossy(last));
+    assert!(
+        last.is_empty() || starts_with_tag(last),
+        "an untagged open line: {:?}",
+        String::from_utf8_lossy(last)
+    );
 }
 
 fn split_crlf(wire: &[u8]) -> Vec<&[u8]> {

@@ -31,7 +31,11 @@ impl VmView for FuzzVm {
     }
     fn vcpu_power(&self, index: usize) -> PowerState {
         // `handle` must only ask about vCPUs that exist.
-        assert!(index < self.count, "power of vCPU {index} of {}", self.count);
+        assert!(
+            index < self.count,
+            "power of vCPU {index} of {}",
+            self.count
+        );
         self.power[index]
     }
     fn ipa_is_ram(&self, ipa: u64) -> bool {
@@ -81,8 +85,17 @@ fn vm(u: &mut Unstructured<'_>) -> arbitrary::Result<FuzzVm> {
     for state in &mut power {
         *state = *u.choose(&[PowerState::On, PowerState::Off, PowerState::OnPending])?;
     }
-    let lie = if bool::arbitrary(u)? { Some(usize::from(u8::arbitrary(u)? % 16)) } else { None };
-    Ok(FuzzVm { count, power, lie, ram: (u64::arbitrary(u)?, u64::arbitrary(u)?) })
+    let lie = if bool::arbitrary(u)? {
+        Some(usize::from(u8::arbitrary(u)? % 16))
+    } else {
+        None
+    };
+    Ok(FuzzVm {
+        count,
+        power,
+        lie,
+        ram: (u64::arbitrary(u)?, u64::arbitrary(u)?),
+    })
 }
 
 fn call(u: &mut Unstructured<'_>) -> arbitrary::Result<SmcccCall> {
@@ -90,7 +103,12 @@ fn call(u: &mut Unstructured<'_>) -> arbitrary::Result<SmcccCall> {
         0 => u64::arbitrary(u)?,
         _ => u64::from(*u.choose(&KNOWN)?) | (u64::from(u32::arbitrary(u)?) << 32),
     };
-    let mut x = [function, u64::arbitrary(u)?, u64::arbitrary(u)?, u64::arbitrary(u)?];
+    let mut x = [
+        function,
+        u64::arbitrary(u)?,
+        u64::arbitrary(u)?,
+        u64::arbitrary(u)?,
+    ];
     if bool::arbitrary(u)? {
         // Point CPU_ON at the VM's RAM now and then.
         x[2] = (x[2] & 0xffff) << 2;
@@ -113,12 +131,28 @@ fn check(call: SmcccCall, vm: &FuzzVm) {
     assert_eq!(handle(other, vm), outcome, "ignored bits changed {call:x?}");
     match outcome {
         Outcome::Return([_, x1, x2, x3]) => assert_eq!((x1, x2, x3), (0, 0, 0), "{call:x?}"),
-        Outcome::CpuOn { target, entry, context } => {
-            assert!(function == id::CPU_ON_32 || function == id::CPU_ON_64, "{call:x?}");
-            assert!(target < vm.count && vm.power[target] == PowerState::Off, "CPU_ON of vCPU {target}");
-            assert!(entry % 4 == 0 && vm.ipa_is_ram(entry), "CPU_ON entry {entry:#x}");
+        Outcome::CpuOn {
+            target,
+            entry,
+            context,
+        } => {
+            assert!(
+                function == id::CPU_ON_32 || function == id::CPU_ON_64,
+                "{call:x?}"
+            );
+            assert!(
+                target < vm.count && vm.power[target] == PowerState::Off,
+                "CPU_ON of vCPU {target}"
+            );
+            assert!(
+                entry % 4 == 0 && vm.ipa_is_ram(entry),
+                "CPU_ON entry {entry:#x}"
+            );
             if !smc64 {
-                assert!(entry <= u64::from(u32::MAX) && context <= u64::from(u32::MAX), "SMC32 CPU_ON");
+                assert!(
+                    entry <= u64::from(u32::MAX) && context <= u64::from(u32::MAX),
+                    "SMC32 CPU_ON"
+                );
             }
         }
         Outcome::CpuOff => assert_eq!(function, id::CPU_OFF),
@@ -127,6 +161,10 @@ fn check(call: SmcccCall, vm: &FuzzVm) {
         Outcome::TesseraStats => assert_eq!(function, id::TESSERA_STATS),
     }
     if !KNOWN.contains(&function) {
-        assert_eq!(outcome, Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]), "{call:x?}");
+        assert_eq!(
+            outcome,
+            Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]),
+            "{call:x?}"
+        );
     }
 }

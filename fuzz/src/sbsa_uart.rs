@@ -42,7 +42,10 @@ const ID: [u64; 8] = [0x11, 0x10, 0x34, 0x00, 0x0D, 0xF0, 0x05, 0xB1];
 impl Reference {
     fn decode(offset: u64, width: Width) -> Result<Reg, MmioError> {
         if offset >= FRAME_SIZE {
-            return Err(MmioError::OutsideFrame { offset, frame_size: FRAME_SIZE });
+            return Err(MmioError::OutsideFrame {
+                offset,
+                frame_size: FRAME_SIZE,
+            });
         }
         let reg = match offset {
             0x000 => Reg::Dr,
@@ -52,7 +55,7 @@ impl Reference {
             0x03C => Reg::Ris,
             0x040 => Reg::Mis,
             0x044 => Reg::Icr,
-            0xFE0..=0xFFC if offset % 4 == 0 => Reg::Id(ID[((offset - 0xFE0) / 4) as usize]),
+            0xFE0..=0xFFC if offset.is_multiple_of(4) => Reg::Id(ID[((offset - 0xFE0) / 4) as usize]),
             _ => return Err(MmioError::BadOffset { offset }),
         };
         let byte_ok = !matches!(reg, Reg::Imsc | Reg::Ris | Reg::Mis | Reg::Icr);
@@ -64,8 +67,16 @@ impl Reference {
     }
 
     fn ris(&self) -> u64 {
-        let rx = if self.rx.is_empty() { 0 } else { (1 << 4) | (1 << 6) };
-        let tx = if self.tx.len() <= TX_TRIGGER_LEVEL { 1 << 5 } else { 0 };
+        let rx = if self.rx.is_empty() {
+            0
+        } else {
+            (1 << 4) | (1 << 6)
+        };
+        let tx = if self.tx.len() <= TX_TRIGGER_LEVEL {
+            1 << 5
+        } else {
+            0
+        };
         rx | tx
     }
 
@@ -121,19 +132,37 @@ pub fn run(data: &[u8]) {
     // Unstructured yields zeros once the data runs out: stop there, not at an error.
     while !u.is_empty() {
         let Ok(op) = u8::arbitrary(&mut u) else { break };
-        let Ok(()) = step(&mut u, op, &mut uart, &mut reference) else { break };
-        assert!(uart.tx_len() <= FIFO_DEPTH && uart.tx_len() == reference.tx.len(), "TX level");
+        let Ok(()) = step(&mut u, op, &mut uart, &mut reference) else {
+            break;
+        };
+        assert!(
+            uart.tx_len() <= FIFO_DEPTH && uart.tx_len() == reference.tx.len(),
+            "TX level"
+        );
         assert_eq!(uart.rx_space(), FIFO_DEPTH - reference.rx.len(), "RX space");
         assert_eq!(uart.tx_dropped(), reference.dropped, "dropped count");
-        assert_eq!(uart.irq_level(), reference.ris() & reference.imsc != 0, "interrupt line");
+        assert_eq!(
+            uart.irq_level(),
+            reference.ris() & reference.imsc != 0,
+            "interrupt line"
+        );
     }
 }
 
-fn step(u: &mut Unstructured<'_>, op: u8, uart: &mut SbsaUart, reference: &mut Reference) -> arbitrary::Result<()> {
+fn step(
+    u: &mut Unstructured<'_>,
+    op: u8,
+    uart: &mut SbsaUart,
+    reference: &mut Reference,
+) -> arbitrary::Result<()> {
     match op % 6 {
         0 | 1 => {
             let (offset, width) = (offset(u, FRAME_SIZE)?, width(u)?);
-            assert_eq!(uart.mmio_read(offset, width), reference.read(offset, width), "read {offset:#x} {width:?}");
+            assert_eq!(
+                uart.mmio_read(offset, width),
+                reference.read(offset, width),
+                "read {offset:#x} {width:?}"
+            );
         }
         2 | 3 => {
             let (offset, width, value) = (offset(u, FRAME_SIZE)?, width(u)?, u64::arbitrary(u)?);
@@ -146,7 +175,12 @@ fn step(u: &mut Unstructured<'_>, op: u8, uart: &mut SbsaUart, reference: &mut R
         4 => {
             let byte = u8::arbitrary(u)?;
             let fits = reference.rx.len() < FIFO_DEPTH;
-            assert_eq!(uart.push_rx(byte).is_ok(), fits, "push_rx with {} queued", reference.rx.len());
+            assert_eq!(
+                uart.push_rx(byte).is_ok(),
+                fits,
+                "push_rx with {} queued",
+                reference.rx.len()
+            );
             if fits {
                 reference.rx.push_back(byte);
             }
@@ -154,7 +188,11 @@ fn step(u: &mut Unstructured<'_>, op: u8, uart: &mut SbsaUart, reference: &mut R
         _ => {
             let mut drained = Vec::new();
             uart.drain_tx(|byte| drained.push(byte));
-            assert_eq!(drained, reference.tx.drain(..).collect::<Vec<_>>(), "drained bytes");
+            assert_eq!(
+                drained,
+                reference.tx.drain(..).collect::<Vec<_>>(),
+                "drained bytes"
+            );
         }
     }
     Ok(())

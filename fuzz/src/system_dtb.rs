@@ -21,7 +21,11 @@ fn board_dtb() -> &'static [u8] {
     static BOARD: OnceLock<Vec<u8>> = OnceLock::new();
     BOARD.get_or_init(|| {
         let path = xtask::devices::board_dts("qemu-virt");
-        let output = Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb"]).arg(&path).output().expect("dtc");
+        let output = Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb"])
+            .arg(&path)
+            .output()
+            .expect("dtc");
         assert!(output.status.success(), "dtc {}", path.display());
         output.stdout
     })
@@ -38,27 +42,46 @@ pub fn run(data: &[u8]) {
             let message = error.to_string();
             assert!(!message.is_empty(), "an empty message for {error:?}");
             if tree.is_err() {
-                assert!(matches!(error, xtask::Error::MalformedDtb { .. }), "{error:?}");
+                assert!(
+                    matches!(error, xtask::Error::MalformedDtb { .. }),
+                    "{error:?}"
+                );
             }
         }
         Ok(plan) => {
             assert!(tree.is_ok(), "accepted a blob the reader refuses");
-            assert!((1..=255).contains(&plan.vms.len()), "{} VMs", plan.vms.len());
+            assert!(
+                (1..=255).contains(&plan.vms.len()),
+                "{} VMs",
+                plan.vms.len()
+            );
             let mut names = HashSet::new();
             let mut vmids = HashSet::new();
             for vm in &plan.vms {
-                assert!(names.insert(&vm.name) && vmids.insert(vm.vmid), "VM {} twice", vm.name);
-                assert!(!vm.cpus.is_empty() && !vm.memory.is_empty(), "VM {} without CPUs or memory", vm.name);
+                assert!(
+                    names.insert(&vm.name) && vmids.insert(vm.vmid),
+                    "VM {} twice",
+                    vm.name
+                );
+                assert!(
+                    !vm.cpus.is_empty() && !vm.memory.is_empty(),
+                    "VM {} without CPUs or memory",
+                    vm.name
+                );
             }
-            let board = xtask::pipeline::board(&plan.board).expect("the board it was checked against");
-            plan.validate(board).expect("a plan that passed validates again");
+            let board =
+                xtask::pipeline::board(&plan.board).expect("the board it was checked against");
+            plan.validate(board)
+                .expect("a plan that passed validates again");
         }
     }
 }
 
 /// Writes `root` with vm-fdt and reads it back.
 fn round_trip(root: &Node) {
-    let Ok(mut writer) = vm_fdt::FdtWriter::new() else { return };
+    let Ok(mut writer) = vm_fdt::FdtWriter::new() else {
+        return;
+    };
     if write_node(&mut writer, root).is_err() {
         return; // vm-fdt refuses some names the reader takes (it checks more of the spec)
     }

@@ -16,7 +16,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use tessera_vdev::mmio::MmioError;
-use tessera_vdev::vgic::regs::{DIST_FRAME_SIZE, REDIST_FRAME_PAIR_SIZE, SGI_BASE, gicd, gicr_sgi, lr};
+use tessera_vdev::vgic::regs::{
+    DIST_FRAME_SIZE, REDIST_FRAME_PAIR_SIZE, SGI_BASE, gicd, gicr_sgi, lr,
+};
 use tessera_vdev::vgic::{Effect, OwnedIrq, Vgic, VgicConfig, WriteOutcome};
 
 use crate::{offset, width};
@@ -27,15 +29,27 @@ const VCPUS: usize = 4;
 /// vCPU affinities 0.0.0.0, 0.0.0.1, 0.0.1.0, 1.0.0.0.
 const MPIDRS: [u64; VCPUS] = [0x8000_0000, 0x8000_0001, 0x8000_0100, 0x1_8000_0000];
 const VTIMER: u32 = 27;
-const PPIS: [OwnedIrq; 1] = [OwnedIrq { intid: VTIMER, hw: Some(VTIMER) }];
+const PPIS: [OwnedIrq; 1] = [OwnedIrq {
+    intid: VTIMER,
+    hw: Some(VTIMER),
+}];
 const UART_SPI: u32 = 33;
 const PASS_SPI: u32 = 40;
 const PASS_HW: u32 = 72;
 const SPARE_SPI: u32 = 100;
 const SPIS: [OwnedIrq; 3] = [
-    OwnedIrq { intid: UART_SPI, hw: None },
-    OwnedIrq { intid: PASS_SPI, hw: Some(PASS_HW) },
-    OwnedIrq { intid: SPARE_SPI, hw: None },
+    OwnedIrq {
+        intid: UART_SPI,
+        hw: None,
+    },
+    OwnedIrq {
+        intid: PASS_SPI,
+        hw: Some(PASS_HW),
+    },
+    OwnedIrq {
+        intid: SPARE_SPI,
+        hw: None,
+    },
 ];
 
 fn owned(intid: u32) -> bool {
@@ -61,7 +75,12 @@ pub enum Frames {
 /// Runs one input.
 pub fn run(data: &[u8], frames: Frames) {
     let mut u = Unstructured::new(data);
-    let mut v = V::new(&VgicConfig { mpidrs: &MPIDRS, ppis: &PPIS, spis: &SPIS }).expect("a valid config");
+    let mut v = V::new(&VgicConfig {
+        mpidrs: &MPIDRS,
+        ppis: &PPIS,
+        spis: &SPIS,
+    })
+    .expect("a valid config");
     // What each vCPU's List Registers hold between its flush and its sync.
     let mut loaded: [Option<Vec<u64>>; VCPUS] = Default::default();
     while !u.is_empty() {
@@ -88,7 +107,8 @@ fn step(
             }
         }
         2 | 3 if frames == Frames::Distributor => {
-            let (offset, width, value) = (offset(u, DIST_FRAME_SIZE)?, width(u)?, u64::arbitrary(u)?);
+            let (offset, width, value) =
+                (offset(u, DIST_FRAME_SIZE)?, width(u)?, u64::arbitrary(u)?);
             match v.dist_write(writer, offset, width, value) {
                 Ok(out) => check_outcome(&out, writer),
                 Err(error) => check_error(error, offset, DIST_FRAME_SIZE),
@@ -109,7 +129,11 @@ fn step(
         }
         2 | 3 => {
             let frame = usize::from(u8::arbitrary(u)? % 6);
-            let (offset, width, value) = (offset(u, REDIST_FRAME_PAIR_SIZE)?, width(u)?, u64::arbitrary(u)?);
+            let (offset, width, value) = (
+                offset(u, REDIST_FRAME_PAIR_SIZE)?,
+                width(u)?,
+                u64::arbitrary(u)?,
+            );
             match v.redist_write(writer, frame, offset, width, value) {
                 Ok(out) => {
                     assert!(frame < VCPUS, "write to Redistributor {frame}");
@@ -156,21 +180,40 @@ fn run_vcpu(
     let count = 1 + usize::from(u8::arbitrary(u)? % 16);
     let mut lrs = vec![u64::MAX; count];
     let flush = v.flush(vcpu, &mut lrs);
-    assert!(flush.used <= count, "{} List Registers used of {count}", flush.used);
-    assert!(lrs[flush.used..].iter().all(|&x| x == 0), "unused List Registers not zero: {lrs:x?}");
+    assert!(
+        flush.used <= count,
+        "{} List Registers used of {count}",
+        flush.used
+    );
+    assert!(
+        lrs[flush.used..].iter().all(|&x| x == 0),
+        "unused List Registers not zero: {lrs:x?}"
+    );
     for &value in &lrs[..flush.used] {
         let intid = (value & lr::VINTID_MASK) as u32;
         assert!(owned(intid), "unowned INTID {intid} loaded: {value:#x}");
-        assert_ne!(value >> lr::STATE_SHIFT, 0, "an invalid List Register counted as used");
+        assert_ne!(
+            value >> lr::STATE_SHIFT,
+            0,
+            "an invalid List Register counted as used"
+        );
         if value & lr::HW != 0 {
             let pintid = ((value & lr::PINTID_MASK) >> lr::PINTID_SHIFT) as u32;
-            assert_eq!(Some(pintid), linked_hw(intid), "HW List Register for INTID {intid}");
+            assert_eq!(
+                Some(pintid),
+                linked_hw(intid),
+                "HW List Register for INTID {intid}"
+            );
         }
         if intid >= 32 {
             for (other, held) in loaded.iter().enumerate() {
-                if other != vcpu && let Some(held) = held {
+                if other != vcpu
+                    && let Some(held) = held
+                {
                     assert!(
-                        held.iter().all(|h| (h & lr::VINTID_MASK) as u32 != intid || h >> lr::STATE_SHIFT == 0),
+                        held.iter()
+                            .all(|h| (h & lr::VINTID_MASK) as u32 != intid
+                                || h >> lr::STATE_SHIFT == 0),
                         "SPI {intid} in the List Registers of vCPUs {vcpu} and {other}"
                     );
                 }
@@ -184,15 +227,24 @@ fn run_vcpu(
 
 fn check_error(error: MmioError, offset: u64, frame: u64) {
     match error {
-        MmioError::OutsideFrame { .. } => assert!(offset >= frame, "{offset:#x} refused as outside the frame"),
+        MmioError::OutsideFrame { .. } => {
+            assert!(offset >= frame, "{offset:#x} refused as outside the frame")
+        }
         MmioError::BadOffset { .. } | MmioError::BadWidth { .. } => {
-            assert!(offset < frame, "{offset:#x} past the frame refused as {error:?}");
+            assert!(
+                offset < frame,
+                "{offset:#x} past the frame refused as {error:?}"
+            );
         }
     }
 }
 
 fn check_mask(kick: u32) {
-    assert_eq!(kick >> VCPUS, 0, "kick or target mask {kick:#b} names vCPUs the VM does not have");
+    assert_eq!(
+        kick >> VCPUS,
+        0,
+        "kick or target mask {kick:#b} names vCPUs the VM does not have"
+    );
 }
 
 fn check_outcome(out: &WriteOutcome, writer: usize) {
@@ -203,7 +255,10 @@ fn check_outcome(out: &WriteOutcome, writer: usize) {
         | Effect::DisablePhysical { hw_intid, vcpu }
         | Effect::PendPhysical { hw_intid, vcpu }
         | Effect::DeactivatePhysical { hw_intid, vcpu }) = *effect;
-        assert!(hw_intid == PASS_HW || hw_intid == VTIMER, "effect on unlinked INTID: {effect:?}");
+        assert!(
+            hw_intid == PASS_HW || hw_intid == VTIMER,
+            "effect on unlinked INTID: {effect:?}"
+        );
         assert!(vcpu < VCPUS, "effect on vCPU {vcpu}");
     }
 }
@@ -212,22 +267,50 @@ fn check_outcome(out: &WriteOutcome, writer: usize) {
 fn check_unowned_never_set(v: &V) {
     use tessera_vdev::mmio::Width::{Byte, Double, Word};
     for n in 1..32u32 {
-        for base in [gicd::ISENABLER, gicd::ISPENDR, gicd::ISACTIVER, gicd::IGROUPR] {
-            let bits = v.dist_read(base + 4 * u64::from(n), Word).expect("a bit register");
+        for base in [
+            gicd::ISENABLER,
+            gicd::ISPENDR,
+            gicd::ISACTIVER,
+            gicd::IGROUPR,
+        ] {
+            let bits = v
+                .dist_read(base + 4 * u64::from(n), Word)
+                .expect("a bit register");
             for bit in 0..32 {
                 let intid = 32 * n + bit;
-                assert!(bits & (1 << bit) == 0 || owned(intid), "unowned INTID {intid} set at {base:#x}");
+                assert!(
+                    bits & (1 << bit) == 0 || owned(intid),
+                    "unowned INTID {intid} set at {base:#x}"
+                );
             }
         }
     }
     for intid in [34u32, 41, 99, 101, 1019] {
-        assert_eq!(v.dist_read(gicd::IPRIORITYR + u64::from(intid), Byte), Ok(0), "INTID {intid} priority");
-        assert_eq!(v.dist_read(gicd::IROUTER + 8 * u64::from(intid), Double), Ok(0), "INTID {intid} route");
+        assert_eq!(
+            v.dist_read(gicd::IPRIORITYR + u64::from(intid), Byte),
+            Ok(0),
+            "INTID {intid} priority"
+        );
+        assert_eq!(
+            v.dist_read(gicd::IROUTER + 8 * u64::from(intid), Double),
+            Ok(0),
+            "INTID {intid} route"
+        );
     }
     for frame in 0..VCPUS {
-        for offset in [gicr_sgi::ISENABLER0, gicr_sgi::ISPENDR0, gicr_sgi::ISACTIVER0] {
-            let bits = v.redist_read(frame, SGI_BASE + offset, Word).expect("a bit register");
-            assert_eq!(bits & !(0xFFFF | (1 << VTIMER)), 0, "unowned PPI set at {offset:#x} of {frame}");
+        for offset in [
+            gicr_sgi::ISENABLER0,
+            gicr_sgi::ISPENDR0,
+            gicr_sgi::ISACTIVER0,
+        ] {
+            let bits = v
+                .redist_read(frame, SGI_BASE + offset, Word)
+                .expect("a bit register");
+            assert_eq!(
+                bits & !(0xFFFF | (1 << VTIMER)),
+                0,
+                "unowned PPI set at {offset:#x} of {frame}"
+            );
         }
     }
 }
