@@ -309,7 +309,7 @@ mod tests {
         let kick = SmcccCall { x: [0xC600_0002, 0, 0, 0] };
         assert_eq!(handle(kick, &WatchedVm), Outcome::WatchdogKick);
         // The upper half of x0 is ignored, like every Function Identifier's.
-        let kick_high = SmcccCall { x: [0xffff_ffff_C600_0002, 0, 0, 0] };
+        let kick_high = SmcccCall { x: [0xFFFF_FFFF_C600_0002, 0, 0, 0] };
         assert_eq!(handle(kick_high, &WatchedVm), Outcome::WatchdogKick);
         // The SMC32 twin (bit 30 clear) and the next ID are not ours.
         for function in [0x8600_0002u64, 0xC600_0003] {
