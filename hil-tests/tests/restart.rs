@@ -1,0 +1,230 @@
+//! VM restart and watchdog tests: a restart scrubs the VM's memory and reloads it from the
+//! pristine copies, the watchdog restarts a VM that stops kicking, `fault-policy = "restart"`
+//! restarts a VM on a stray access, Linux's `reboot -f` restarts only Linux, and in every case
+//! the other VM's virtual-timer heartbeat goes on without a gap.
+//!
+//! Systems: `hil-tests/systems/restart.dts` (`dog`: two vCPUs, `wdog=100` kicks every 100 ms,
+//! `watchdog-ms = <500>`, `fault-policy = "restart"`; `rt`: `heartbeat=100 rt=1`) and
+//! `dts/systems/qemu-virt/linux.dts`. Every test is named `restart_*` or `watchdog_*`.
+//!
+//! QEMU runs with `-icount shift=3,sleep=off` (8 ns of virtual time per instruction): virtual
+//! time then depends on the instructions run, not on how busy the host is, so rt's heartbeats
+//! are a clock for the virtual time between two console lines (a descheduled QEMU would
+//! otherwise show up as missed beats). Shift 3 rather than 0 keeps a virtual second near a
+//! wall second while dog's console loop spins.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use hil_tests::rt::{self, Heartbeat};
+use hil_tests::{EXPECT_TIMEOUT, QemuOptions, Target, boot_system, workspace_root};
+
+const SYSTEM: &str = "hil-tests/systems/restart.dts";
+const DOG: &str = "dog";
+const RT: &str = "rt";
+/// dog's banner: name, both vCPUs and its memory come from its device tree.
+const DOG_HELLO: &str = "hello from dog: el1, 2 cpus, memory 0x40000000+0x2000000";
+/// rt's heartbeat period and dog's watchdog period (restart.dts).
+const BEAT_MS: u64 = 100;
+const WATCHDOG_MS: u64 = 500;
+/// How much later than its period the watchdog may restart dog (virtual time): the timer is
+/// taken within microseconds, but a beat may straddle either end of the window.
+const SLACK_MS: u64 = 200;
+/// Under -icount a virtual second costs several seconds of wall time on a loaded host.
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A line in dog's RAM that neither its image (at 0x40000000, tens of KiB) nor its device
+/// tree (at 0x41e00000) covers.
+const MARKER: u64 = 0x4100_0000;
+
+fn icount_options() -> QemuOptions {
+    let mut options = QemuOptions::default().hard_timeout(Duration::from_secs(300));
+    options.extra_args.extend(["-icount".into(), "shift=3,sleep=off".into()]);
+    options
+}
+
+/// Boots restart.dts and waits until dog runs both vCPUs and kicks, and rt beats.
+fn boot_dog() -> Box<dyn Target> {
+    let target = boot_system(Path::new(SYSTEM), icount_options()).unwrap();
+    target.expect_line_from(DOG, DOG_HELLO, TIMEOUT).unwrap();
+    target.expect_line_from(DOG, "dog: cpu 1 up", TIMEOUT).unwrap();
+    target.expect_line_from(DOG, "dog: wdog: kicking every 100 ms", TIMEOUT).unwrap();
+    target.expect_line_from(RT, "rt: heartbeat 1 ", TIMEOUT).unwrap();
+    target
+}
+
+/// rt's heartbeats in the lines from `from` up to (not including) `to`.
+fn beats_between(target: &dyn Target, from: usize, to: usize) -> Vec<Heartbeat> {
+    let lines = target.console().lines();
+    let stream: String = lines[from..to.min(lines.len())]
+        .iter()
+        .filter_map(|line| line.tag().filter(|(tag, _)| *tag == RT).map(|(_, text)| text))
+        .collect();
+    rt::heartbeats(&stream, RT)
+}
+
+/// The index of the first `[hv]` line at or after `from` containing `pattern`, waiting for it.
+fn expect_hv_line(target: &dyn Target, from: usize, pattern: &str, timeout: Duration) -> usize {
+    target.console().set_mark(from);
+    let line = target.expect_line_from("hv", pattern, timeout).unwrap();
+    eprintln!("console: {line}");
+    let lines = target.console().lines();
+    (from..lines.len())
+        .find(|&i| lines[i].is_from("hv", pattern))
+        .unwrap_or_else(|| panic!("[hv] {pattern:?} was matched across a cut line"))
+}
+
+/// rt beat throughout, without a gap, and never restarted.
+fn assert_rt_undisturbed(target: &dyn Target) {
+    let beats = rt::heartbeats(&target.console().stream_from(RT, 0), RT);
+    assert!(beats.len() >= 3, "rt beat only {} times", beats.len());
+    assert_eq!(rt::gaps(&beats), [], "rt's heartbeats skipped (or rt restarted)");
+    assert_eq!(target.console().count_from(RT, "hello from rt", 0), 1, "rt started once");
+    eprintln!("rt: {} beats, k {}..{}, no gap", beats.len(), beats[0].k, beats[beats.len() - 1].k);
+}
+
+/// A restart (PSCI SYSTEM_RESET, `on-system-reset` "restart") scrubs the VM's RAM: a marker
+/// written before it reads 0 after it; the image and device tree are reloaded intact (dog
+/// boots again, its banner's facts come from the tree) and both vCPUs start again; rt
+/// beats on.
+#[test]
+fn restart_scrubs_ram_and_reloads_image_and_dtb() {
+    let mut target = boot_dog();
+    target.mark();
+    target.send(format!("poke {MARKER:x} cafef00d\r").as_bytes()).unwrap();
+    target.expect_line_from(DOG, "poke done", EXPECT_TIMEOUT).unwrap();
+    target.send(format!("peek {MARKER:x}\r").as_bytes()).unwrap();
+    target
+        .expect_line_from(DOG, &format!("peek {MARKER:#x} = 0xcafef00d"), EXPECT_TIMEOUT)
+        .unwrap();
+
+    let reset = target.mark();
+    target.send(b"reset\r").unwrap();
+    expect_hv_line(&*target, reset, "VM dog: restarting (PSCI SYSTEM_RESET)", TIMEOUT);
+    target.console().set_mark(reset);
+    target.expect_line_from(DOG, DOG_HELLO, TIMEOUT).unwrap();
+    target.expect_line_from(DOG, "dog: cpu 1 up", TIMEOUT).unwrap();
+    target.expect_line_from(DOG, "dog: wdog: kicking every 100 ms", TIMEOUT).unwrap();
+    target.send(format!("peek {MARKER:x}\r").as_bytes()).unwrap();
+    let peek = target
+        .expect_line_from(DOG, &format!("peek {MARKER:#x} = 0x"), EXPECT_TIMEOUT)
+        .unwrap();
+    assert!(peek.ends_with(&format!("peek {MARKER:#x} = 0x0")), "the marker survived the restart: {peek}");
+    assert_eq!(target.console().count_from(DOG, "hello from dog", reset), 1, "dog restarted once");
+    target.mark();
+    target.console().expect_count_from(RT, "rt: heartbeat ", 3, TIMEOUT).unwrap();
+    assert_rt_undisturbed(&*target);
+}
+
+/// dog kicks every 100 ms and survives many 500 ms periods; when it stops kicking, the
+/// watchdog restarts it within the period plus slack (rt's beats count the virtual time),
+/// and it comes back kicking and survives again; a second stop is caught again (the restart
+/// re-armed the watchdog); rt beats on without a gap.
+#[test]
+fn watchdog_restarts_a_vm_that_stops_kicking() {
+    let mut target = boot_dog();
+    // Four periods and more of kicking: no restart.
+    let kicking = target.mark();
+    target
+        .console()
+        .expect_count_from(RT, "rt: heartbeat ", (4 * WATCHDOG_MS / BEAT_MS) as usize, TIMEOUT)
+        .unwrap();
+    target.console().assert_absent_from("hv", "watchdog", 0).unwrap();
+    assert_eq!(target.console().count_from(DOG, "hello from dog", 0), 1);
+    eprintln!("dog survived {} beats of kicking", beats_between(&*target, kicking, usize::MAX).len());
+
+    let stop = target.mark();
+    target.send(b"wdog stop\r").unwrap();
+    target.expect_line_from(DOG, "dog: wdog: stopped kicking", EXPECT_TIMEOUT).unwrap();
+    let expired = expect_hv_line(&*target, stop, "VM dog: restarting (watchdog expired)", TIMEOUT);
+    let waited = beats_between(&*target, stop, expired).len() as u64;
+    eprintln!("watchdog expired {waited} beats ({} ms) after `wdog stop`", waited * BEAT_MS);
+    // The last kick came at most 100 ms before `wdog stop`, so the deadline was 400–500 ms
+    // after it; allow one beat either side for where the window cuts the beats.
+    assert!(
+        waited >= (WATCHDOG_MS - BEAT_MS) / BEAT_MS - 1,
+        "the watchdog expired early: {waited} beats after the last kick"
+    );
+    assert!(
+        waited <= (WATCHDOG_MS + SLACK_MS) / BEAT_MS,
+        "the watchdog expired late: {waited} beats after the last kick"
+    );
+    let said = target.expect_hv_log(0, &["dog", "watchdog expired"], EXPECT_TIMEOUT).unwrap();
+    eprintln!("hv log: {said}");
+
+    // dog boots again and kicks again (its bootargs), and keeps running past several periods.
+    target.console().set_mark(expired);
+    target.expect_line_from(DOG, DOG_HELLO, TIMEOUT).unwrap();
+    target.expect_line_from(DOG, "dog: wdog: kicking every 100 ms", TIMEOUT).unwrap();
+    let again = target.mark();
+    target
+        .console()
+        .expect_count_from(RT, "rt: heartbeat ", (3 * WATCHDOG_MS / BEAT_MS) as usize, TIMEOUT)
+        .unwrap();
+    assert_eq!(target.console().count_from("hv", "watchdog expired", again), 0, "a kicking dog was restarted");
+    assert_eq!(target.console().count_from(DOG, "hello from dog", 0), 2, "dog restarted exactly once");
+
+    // The restart armed the watchdog again: a second stop is caught too.
+    let stop = target.mark();
+    target.send(b"wdog stop\r").unwrap();
+    let expired = expect_hv_line(&*target, stop, "VM dog: restarting (watchdog expired)", TIMEOUT);
+    let waited = beats_between(&*target, stop, expired).len() as u64;
+    assert!(waited <= (WATCHDOG_MS + SLACK_MS) / BEAT_MS, "second expiry {waited} beats after the stop");
+    target.console().set_mark(expired);
+    target.expect_line_from(DOG, DOG_HELLO, TIMEOUT).unwrap();
+    assert_rt_undisturbed(&*target);
+}
+
+/// `fault-policy = "restart"`: dog's store outside its memory restarts dog (both vCPUs), and
+/// only dog; it answers again afterwards.
+#[test]
+fn restart_on_fault_restarts_only_that_vm() {
+    let mut target = boot_dog();
+    let fault = target.mark();
+    target.send(b"poke 10000000\r").unwrap();
+    let restarted = expect_hv_line(&*target, fault, "VM dog: restarting (access outside its memory)", TIMEOUT);
+    let said = target.expect_hv_log(0, &["dog", "data abort", "0x10000000"], EXPECT_TIMEOUT).unwrap();
+    eprintln!("hv log: {said}");
+    target.console().set_mark(restarted);
+    target.expect_line_from(DOG, DOG_HELLO, TIMEOUT).unwrap();
+    target.expect_line_from(DOG, "dog: cpu 1 up", TIMEOUT).unwrap();
+    target.console().assert_absent_from(DOG, "poke done", fault).unwrap();
+    target.send(b"ping\r").unwrap();
+    target.expect_line_from(DOG, "pong dog", EXPECT_TIMEOUT).unwrap();
+    target.mark();
+    target.console().expect_count_from(RT, "rt: heartbeat ", 3, TIMEOUT).unwrap();
+    assert_rt_undisturbed(&*target);
+}
+
+/// Makes sure the kernel and initramfs are there (`scripts/fetch-linux.sh`, a no-op when
+/// they are up to date).
+fn ensure_linux() {
+    let script = workspace_root().join("scripts/fetch-linux.sh");
+    let output = Command::new(&script).output().unwrap();
+    assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+}
+
+/// Linux's `reboot -f` (PSCI SYSTEM_RESET) restarts the Linux VM alone: it boots to its shell
+/// again, and rt's heartbeat, which runs beside it, shows no gap from its first beat to the
+/// end (`linux.rs` measures rt's lateness under Linux; it has no reboot).
+#[test]
+fn restart_linux_reboot_restarts_only_linux() {
+    const LINUX: &str = "linux";
+    const SHELL: Duration = Duration::from_secs(240);
+    ensure_linux();
+    let mut target = boot_system(Path::new("dts/systems/qemu-virt/linux.dts"), icount_options().hard_timeout(Duration::from_secs(600))).unwrap();
+    target.expect_line_from(LINUX, "TESSERA-LINUX-UP ", SHELL).unwrap();
+    target.expect_line_from(LINUX, "linux# ", SHELL).unwrap();
+    let reboot = target.mark();
+    target.send(b"reboot -f\r").unwrap();
+    expect_hv_line(&*target, reboot, "VM linux: restarting (PSCI SYSTEM_RESET)", SHELL);
+    target.console().set_mark(reboot);
+    target.expect_line_from(LINUX, "TESSERA-LINUX-UP ", SHELL).unwrap();
+    target.expect_line_from(LINUX, "linux# ", SHELL).unwrap();
+    target.send(b"echo again-$((6*7))\r").unwrap();
+    target.expect_line_from(LINUX, "again-42", EXPECT_TIMEOUT).unwrap();
+    assert_eq!(target.console().count_from(LINUX, "TESSERA-LINUX-UP ", 0), 2, "Linux booted twice");
+    assert_rt_undisturbed(&*target);
+}
