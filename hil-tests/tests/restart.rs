@@ -55,6 +55,16 @@ fn boot_dog() -> Box<dyn Target> {
     target
 }
 
+/// dog reads its RTC's data register (PL031 RTCDR, offset 0: seconds).
+fn rtc_seconds(target: &mut dyn Target) -> u64 {
+    let mark = target.mark();
+    target.send(b"peek 9010000\r").unwrap();
+    let line = target.expect_line_from(DOG, "peek 0x9010000 = 0x", EXPECT_TIMEOUT).unwrap();
+    target.console().set_mark(mark);
+    let hex = line.rsplit("0x").next().unwrap_or_default().trim();
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("no RTC value in {line:?}"))
+}
+
 /// rt's heartbeats in the lines from `from` up to (not including) `to`.
 fn beats_between(target: &dyn Target, from: usize, to: usize) -> Vec<Heartbeat> {
     let lines = target.console().lines();
@@ -87,12 +97,15 @@ fn assert_rt_undisturbed(target: &dyn Target) {
 
 /// A restart (PSCI SYSTEM_RESET, `on-system-reset` "restart") scrubs the VM's RAM: a marker
 /// written before it reads 0 after it; the image and device tree are reloaded intact (dog
-/// boots again, its banner's facts come from the tree) and both vCPUs start again; rt
-/// beats on.
+/// boots again, its banner's facts come from the tree) and both vCPUs start again; dog's
+/// passed-through RTC got its reset sequence (its count starts again from 0); rt beats on.
 #[test]
 fn restart_scrubs_ram_and_reloads_image_and_dtb() {
     let mut target = boot_dog();
     target.mark();
+    // The RTC counts seconds since 1970 (QEMU starts it at the host's time).
+    let before = rtc_seconds(&mut *target);
+    assert!(before > 1_600_000_000, "the RTC holds the host's time: {before}");
     target.send(format!("poke {MARKER:x} cafef00d\r").as_bytes()).unwrap();
     target.expect_line_from(DOG, "poke done", EXPECT_TIMEOUT).unwrap();
     target.send(format!("peek {MARKER:x}\r").as_bytes()).unwrap();
@@ -112,6 +125,10 @@ fn restart_scrubs_ram_and_reloads_image_and_dtb() {
         .expect_line_from(DOG, &format!("peek {MARKER:#x} = 0x"), EXPECT_TIMEOUT)
         .unwrap();
     assert!(peek.ends_with(&format!("peek {MARKER:#x} = 0x0")), "the marker survived the restart: {peek}");
+    let after = rtc_seconds(&mut *target);
+    assert!(after < 60, "the RTC was not reset by its reset-writes: {after} s");
+    let said = target.expect_hv_log(0, &["dog", "device 0x9010000 reset"], EXPECT_TIMEOUT).unwrap();
+    eprintln!("hv log: {said}; RTC {before} s before the restart, {after} s after");
     assert_eq!(target.console().count_from(DOG, "hello from dog", reset), 1, "dog restarted once");
     target.mark();
     target.console().expect_count_from(RT, "rt: heartbeat ", 3, TIMEOUT).unwrap();

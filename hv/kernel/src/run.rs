@@ -249,7 +249,8 @@ fn stop_vm(platform: &Platform, index: usize, why: &str) {
 /// left running (DMA, interrupts) is quiet while the VM is down and found reset by its next
 /// boot. The tables' validator has checked every write lies inside its device's window.
 fn reset_devices(vm: &Vm<'_>) {
-    for device in vm.devices {
+    for device in vm.devices.iter().filter(|device| !device.reset_writes.is_empty()) {
+        defmt::info!("VM {=str}: device {=u64:#x} reset ({=usize} writes)", vm.name, device.pa, device.reset_writes.len());
         for write in device.reset_writes {
             let Some(pa) = device.pa.checked_add(write.offset) else { continue };
             if tessera_arch::mmio::write(pa, 4, u64::from(write.value)).is_err() {
