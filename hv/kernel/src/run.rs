@@ -326,6 +326,9 @@ fn leave_generation(platform: &Platform) {
 /// A CPU's life: set up its GIC interface, then run its vCPU (if any) forever.
 pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let mpidr = tessera_arch::cpu::mpidr();
+    // CNTP_CTL_EL0 resets to an UNKNOWN value: silence the watchdog timer before its PPI is
+    // enabled below (a watched VM's vCPU 0 arms it when it starts).
+    tessera_arch::timer::disarm_physical();
     match (platform.redistributor)(mpidr) {
         Ok(redistributor) => {
             // The virtual timer (forwarded to guests), the maintenance interrupt, and the EL1
