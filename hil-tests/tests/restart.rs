@@ -4,8 +4,9 @@
 //! the other VM's virtual-timer heartbeat goes on without a gap.
 //!
 //! Systems: `hil-tests/systems/restart.dts` (`dog`: two vCPUs, `wdog=100` kicks every 100 ms,
-//! `watchdog-ms = <500>`, `fault-policy = "restart"`; `rt`: `heartbeat=100 rt=1`) and
-//! `dts/systems/qemu-virt/linux.dts`. Every test is named `restart_*` or `watchdog_*`.
+//! `watchdog-ms = <500>`, `fault-policy = "restart"`, owns the PL031 RTC with a reset
+//! sequence; `rt`: `heartbeat=100 rt=1`) and `dts/systems/qemu-virt/passthrough.dts` (Linux
+//! with a virtio-blk disk, beside `rt`). Every test is named `restart_*` or `watchdog_*`.
 //!
 //! QEMU runs with `-icount shift=3,sleep=off` (8 ns of virtual time per instruction): virtual
 //! time then depends on the instructions run, not on how busy the host is, so rt's heartbeats
@@ -223,25 +224,69 @@ fn ensure_linux() {
     assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
 }
 
-/// Linux's `reboot -f` (PSCI SYSTEM_RESET) restarts the Linux VM alone: it boots to its shell
-/// again, and rt's heartbeat, which runs beside it, shows no gap from its first beat to the
-/// end (`linux.rs` measures rt's lateness under Linux; it has no reboot).
+/// What the file on the test disk says.
+const KNOWN: &str = "tessera-restart-known-file";
+
+/// A 16 MiB ext4 image in `dir` holding `/hello.txt` = [`KNOWN`] (mkfs.ext4 from e2fsprogs,
+/// which `scripts/setup-host.sh` installs).
+fn make_disk(dir: &Path) -> std::path::PathBuf {
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("hello.txt"), format!("{KNOWN}\n")).unwrap();
+    let image = dir.join("disk.img");
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d", content.to_str().unwrap(), image.to_str().unwrap(), "16M"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfs.ext4 failed");
+    image
+}
+
+/// Linux's `reboot -f` (PSCI SYSTEM_RESET) with its passed-through virtio-blk disk mounted
+/// restarts the Linux VM alone: the hypervisor runs the transports' reset sequence
+/// (passthrough.dts: virtio-mmio Status := 0), Linux boots to its shell again and mounts and
+/// reads the same disk; rt's heartbeat, beside it, shows no gap from its first beat to the
+/// end. (`linux.rs` measures rt's lateness under Linux; it has no reboot.)
 #[test]
-fn restart_linux_reboot_restarts_only_linux() {
+fn restart_linux_reboot_restarts_only_linux_and_resets_its_disk() {
     const LINUX: &str = "linux";
     const SHELL: Duration = Duration::from_secs(240);
     ensure_linux();
-    let mut target = boot_system(Path::new("dts/systems/qemu-virt/linux.dts"), icount_options().hard_timeout(Duration::from_secs(600))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = make_disk(dir.path());
+    let mut options = icount_options().hard_timeout(Duration::from_secs(600));
+    options.extra_args.extend([
+        "-drive".to_string(),
+        format!("file={},if=none,format=raw,id=blk0", disk.display()),
+        "-device".into(),
+        "virtio-blk-device,drive=blk0".into(),
+    ]);
+    let mut target = boot_system(Path::new("dts/systems/qemu-virt/passthrough.dts"), options).unwrap();
+    let mount = b"mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt && echo MOUNTED-$((6*7))\r";
     target.expect_line_from(LINUX, "TESSERA-LINUX-UP ", SHELL).unwrap();
     target.expect_line_from(LINUX, "linux# ", SHELL).unwrap();
+    target.mark();
+    target.send(mount).unwrap();
+    target.expect_line_from(LINUX, KNOWN, SHELL).unwrap();
+    target.expect_line_from(LINUX, "MOUNTED-42", SHELL).unwrap();
+
+    // Rebooted with the disk mounted and its queues live.
     let reboot = target.mark();
     target.send(b"reboot -f\r").unwrap();
     expect_hv_line(&*target, reboot, "VM linux: restarting (PSCI SYSTEM_RESET)", SHELL);
+    for transport in ["0xa003e00", "0xa003c00"] {
+        let said = target
+            .expect_hv_log(0, &["linux", &format!("device {transport} reset")], EXPECT_TIMEOUT)
+            .unwrap();
+        eprintln!("hv log: {said}");
+    }
     target.console().set_mark(reboot);
     target.expect_line_from(LINUX, "TESSERA-LINUX-UP ", SHELL).unwrap();
     target.expect_line_from(LINUX, "linux# ", SHELL).unwrap();
-    target.send(b"echo again-$((6*7))\r").unwrap();
-    target.expect_line_from(LINUX, "again-42", EXPECT_TIMEOUT).unwrap();
+    target.mark();
+    target.send(mount).unwrap();
+    target.expect_line_from(LINUX, KNOWN, SHELL).unwrap();
+    target.expect_line_from(LINUX, "MOUNTED-42", SHELL).unwrap();
     assert_eq!(target.console().count_from(LINUX, "TESSERA-LINUX-UP ", 0), 2, "Linux booted twice");
     assert_rt_undisturbed(&*target);
 }
