@@ -27,8 +27,11 @@ const ICC_SGI1R_EL1: u16 = exit::sysreg_encoding(3, 0, 12, 11, 5);
 /// CNTPCT_EL0 (op0 3, op1 3, CRn 14, CRm 0, op2 1): traps when CNTHCTL_EL2.EL1PCTEN is 0.
 const CNTPCT_EL0: u16 = exit::sysreg_encoding(3, 3, 14, 0, 1);
 
-/// Bound on how long a restart waits for the VM's other CPUs to leave the guest.
-const LEAVE_GUEST_POLLS: u32 = 10_000_000;
+/// How long a restart waits for each of the VM's other CPUs to leave the guest and finish
+/// handling its exit. A kick takes microseconds; the second is for emulators whose vCPU
+/// threads the host may deschedule (QEMU on a loaded machine). A CPU that needs longer is
+/// stuck, and the VM is stopped instead.
+const LEAVE_GUEST_TIMEOUT_MS: u64 = 1000;
 
 /// The primary CPU after the MMU is on: checks placement, programs the GIC, builds and loads
 /// every VM, starts the other CPUs, then becomes CPU 0's run loop.
@@ -272,14 +275,14 @@ fn wait_for_vcpus_to_leave(platform: &Platform, index: usize) -> bool {
             continue;
         }
         let slot = &runtime.vcpus[vcpu_index];
-        let mut polls = 0;
-        while slot.in_guest.load(Ordering::Acquire) && polls < LEAVE_GUEST_POLLS {
+        let ticks = tessera_arch::cpu::counter_frequency().saturating_mul(LEAVE_GUEST_TIMEOUT_MS) / 1000;
+        let deadline = tessera_arch::cpu::counter().saturating_add(ticks);
+        while slot.in_guest.load(Ordering::Acquire) {
+            if tessera_arch::cpu::counter() >= deadline {
+                defmt::error!("VM {=str}: vCPU {=usize} did not leave the guest", vm.name, vcpu_index);
+                return false;
+            }
             core::hint::spin_loop();
-            polls += 1;
-        }
-        if polls == LEAVE_GUEST_POLLS {
-            defmt::error!("VM {=str}: vCPU {=usize} did not leave the guest", vm.name, vcpu_index);
-            return false;
         }
     }
     true
