@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hil_tests::rt::{self, Heartbeat};
-use hil_tests::{EXPECT_TIMEOUT, QemuOptions, Target, boot_system, workspace_root};
+use hil_tests::{EXPECT_TIMEOUT, QemuOptions, Target, boot_system, mux_switch, workspace_root};
 
 const SYSTEM: &str = "hil-tests/systems/restart.dts";
 const DOG: &str = "dog";
@@ -139,7 +139,8 @@ fn restart_scrubs_ram_and_reloads_image_and_dtb() {
 /// dog kicks every 100 ms and survives many 500 ms periods; when it stops kicking, the
 /// watchdog restarts it within the period plus slack (rt's beats count the virtual time),
 /// and it comes back kicking and survives again; a second stop is caught again (the restart
-/// re-armed the watchdog); rt beats on without a gap.
+/// re-armed the watchdog); rt, which has no watchdog, gets NOT_SUPPORTED for a kick; rt beats
+/// on without a gap.
 #[test]
 fn watchdog_restarts_a_vm_that_stops_kicking() {
     let mut target = boot_dog();
@@ -192,6 +193,14 @@ fn watchdog_restarts_a_vm_that_stops_kicking() {
     assert!(waited <= (WATCHDOG_MS + SLACK_MS) / BEAT_MS, "second expiry {waited} beats after the stop");
     target.console().set_mark(expired);
     target.expect_line_from(DOG, DOG_HELLO, TIMEOUT).unwrap();
+
+    // rt has no watchdog: the kick is an unknown call to it.
+    target.send(&mux_switch(1)).unwrap();
+    target.expect_line_from("mux", "input -> rt", EXPECT_TIMEOUT).unwrap();
+    target.send(b"hvc c6000002\r").unwrap();
+    target
+        .expect_line_from(RT, "hvc 0xc6000002 -> x0=0xffffffffffffffff", EXPECT_TIMEOUT)
+        .unwrap();
     assert_rt_undisturbed(&*target);
 }
 
