@@ -6,7 +6,8 @@
 //! - a returned call sets `x1..x3` to 0;
 //! - `CpuOn` names an existing vCPU that is Off, with a 4-byte aligned entry point in RAM, and
 //!   only for CPU_ON; an SMC32 CPU_ON's entry and context fit 32 bits;
-//! - CPU_OFF, SYSTEM_OFF, SYSTEM_RESET and the Tessera call map to their outcomes only;
+//! - CPU_OFF, SYSTEM_OFF, SYSTEM_RESET and the Tessera calls map to their outcomes only, the
+//!   watchdog kick only for a VM that has a watchdog;
 //! - `x0[63:32]`, and for SMC32 calls `x1..x3[63:32]`, never change the outcome;
 //! - an unknown Function Identifier returns NOT_SUPPORTED.
 
@@ -20,6 +21,7 @@ struct FuzzVm {
     /// `Some(i)`: the lookup answers `i` for every MPIDR.
     lie: Option<usize>,
     ram: (u64, u64),
+    watchdog: bool,
 }
 
 impl VmView for FuzzVm {
@@ -41,9 +43,12 @@ impl VmView for FuzzVm {
     fn ipa_is_ram(&self, ipa: u64) -> bool {
         ipa >= self.ram.0 && ipa - self.ram.0 < self.ram.1
     }
+    fn has_watchdog(&self) -> bool {
+        self.watchdog
+    }
 }
 
-const KNOWN: [u32; 22] = [
+const KNOWN: [u32; 23] = [
     id::PSCI_VERSION,
     id::CPU_SUSPEND_32,
     id::CPU_SUSPEND_64,
@@ -66,6 +71,7 @@ const KNOWN: [u32; 22] = [
     id::SMCCC_ARCH_WORKAROUND_2,
     id::SMCCC_ARCH_WORKAROUND_3,
     id::TESSERA_STATS,
+    id::TESSERA_WDOG_KICK,
 ];
 
 /// Runs one input.
@@ -95,6 +101,7 @@ fn vm(u: &mut Unstructured<'_>) -> arbitrary::Result<FuzzVm> {
         power,
         lie,
         ram: (u64::arbitrary(u)?, u64::arbitrary(u)?),
+        watchdog: bool::arbitrary(u)?,
     })
 }
 
@@ -159,6 +166,9 @@ fn check(call: SmcccCall, vm: &FuzzVm) {
         Outcome::SystemOff => assert_eq!(function, id::SYSTEM_OFF),
         Outcome::SystemReset => assert_eq!(function, id::SYSTEM_RESET),
         Outcome::TesseraStats => assert_eq!(function, id::TESSERA_STATS),
+        Outcome::WatchdogKick => {
+            assert!(function == id::TESSERA_WDOG_KICK && vm.watchdog, "a kick without a watchdog: {call:x?}");
+        }
     }
     if !KNOWN.contains(&function) {
         assert_eq!(
