@@ -16,6 +16,9 @@ const FDT_NOP: u32 = 4;
 const FDT_END: u32 = 9;
 /// Deeper trees are refused rather than recursed into (system descriptions are 4 levels deep).
 const MAX_DEPTH: usize = 32;
+/// More nodes than any system description or board tree has (QEMU virt's has about 100; 255
+/// VMs of a few nodes each stay far below): a blob with more is refused as it is read.
+const MAX_NODES: usize = 1 << 16;
 /// The header's size for version 17 (DT spec 5.2): ten 32-bit fields.
 const HEADER_SIZE: usize = 40;
 
@@ -83,6 +86,7 @@ pub fn read(blob: &[u8]) -> Result<Node> {
         structure: &blob[struct_range],
         strings: &blob[strings_range],
         offset: 0,
+        nodes: 0,
     };
     let token = reader.token()?;
     if token != FDT_BEGIN_NODE {
@@ -108,6 +112,8 @@ struct Reader<'a> {
     structure: &'a [u8],
     strings: &'a [u8],
     offset: usize,
+    /// Nodes read so far.
+    nodes: usize,
 }
 
 impl Reader<'_> {
@@ -144,6 +150,10 @@ impl Reader<'_> {
     fn node(&mut self, path: &str, depth: usize) -> Result<Node> {
         if depth > MAX_DEPTH {
             return Err(malformed(format!("nodes nested too deeply (below `{path}`)")));
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(malformed(format!("more than {MAX_NODES} nodes (below `{path}`)")));
         }
         let name = Self::c_str(self.structure, self.offset, "node name")?;
         self.offset += name.len() + 1;
