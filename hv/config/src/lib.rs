@@ -13,12 +13,14 @@
 mod addr;
 mod board;
 mod error;
+mod sched;
 mod validate;
 
 pub use addr::{MemRange, PAGE_SIZE};
 pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDesc, UartKind};
 pub use error::ConfigError;
 pub use validate::{MAX_VM_SPIS, validate};
+pub use sched::{CpuPool, MAX_PERIOD_US, MAX_VCPUS_PER_CPU, MIN_PERIOD_US, RtdsParams, Scheduler};
 
 
 /// The whole system: which board, where the hypervisor lives, and the VMs.
@@ -32,6 +34,8 @@ pub struct System<'a> {
     /// inside it.
     pub hv_region: MemRange,
     pub vms: &'a [Vm<'a>],
+    /// CPU pools (`/cpupools`). Empty: every CPU is alone in an implicit null pool.
+    pub pools: &'a [CpuPool<'a>],
 }
 
 /// One VM (partition).
@@ -70,6 +74,8 @@ pub struct Vm<'a> {
     pub physical_counter: bool,
     /// Physical devices passed through to the VM: their MMIO and their SPIs.
     pub devices: &'a [Device<'a>],
+    /// Budget and period of each vCPU, for a VM whose CPUs are in an RTDS pool (and only then).
+    pub rtds: Option<RtdsParams>,
 }
 
 /// A physical device passed through to a VM (`devices = "/<path>"` or a raw `device` node).

@@ -37,6 +37,7 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
     if system.vms.len() > MAX_VMS {
         return Err(ConfigError::TooManyVms { count: system.vms.len() });
     }
+    crate::sched::check_pools(board, system)?;
     for (i, vm) in system.vms.iter().enumerate() {
         let earlier = &system.vms[..i];
         if earlier.iter().any(|other| other.name == vm.name) {
@@ -45,14 +46,15 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
         if vm.vmid == 0 || earlier.iter().any(|other| other.vmid == vm.vmid) {
             return Err(ConfigError::BadVmid { vm: vm.name, vmid: vm.vmid });
         }
-        check_cpus(board, earlier, vm)?;
+        check_cpus(board, system, earlier, vm)?;
+        crate::sched::check_vm(system, vm)?;
         check_memory(board, hv, earlier, vm)?;
         check_ipa_space(board, vm)?;
         check_image(vm)?;
         check_initrd(vm)?;
         check_devices(board, earlier, vm)?;
     }
-    Ok(())
+    crate::sched::check_load(system)
 }
 
 /// Passed-through devices: sane, aligned when mapped, not RAM, not the hypervisor's, clear of
@@ -133,7 +135,9 @@ fn check_devices<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Resu
     Ok(())
 }
 
-fn check_cpus<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+/// CPUs exist and are given once, except that an RTDS CPU is shared by the vCPUs of several
+/// VMs (still never two vCPUs of one VM: that would serialise the VM's own parallelism).
+fn check_cpus<'a>(board: &Board<'a>, system: &System<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
     if vm.cpus.is_empty() {
         return Err(ConfigError::NoCpus { vm: vm.name });
     }
@@ -144,7 +148,8 @@ fn check_cpus<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<
         if vm.cpus[..j].contains(&cpu) {
             return Err(ConfigError::CpuAssignedTwice { cpu, first: vm.name, second: vm.name });
         }
-        if let Some(owner) = earlier.iter().find(|other| other.cpus.contains(&cpu)) {
+        let shared = system.scheduler_of(cpu) == crate::Scheduler::Rtds;
+        if !shared && let Some(owner) = earlier.iter().find(|other| other.cpus.contains(&cpu)) {
             return Err(ConfigError::CpuAssignedTwice { cpu, first: owner.name, second: vm.name });
         }
     }

@@ -140,6 +140,17 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
         E::DeviceIrqNotSpi { .. } => "device interrupt not an SPI",
         E::SpiOwnedTwice { .. } => "SPI owned twice",
         E::TooManySpis { .. } => "too many SPIs",
+        E::EmptyPool { .. } => "empty CPU pool",
+        E::PoolCpuNotOnBoard { .. } => "pool CPU not on board",
+        E::CpuInTwoPools { .. } => "CPU in two pools",
+        E::VcpuInNoPool { .. } => "vCPU in no pool",
+        E::RtdsParamsMissing { .. } => "RTDS parameters missing",
+        E::RtdsParamsOnNullCpu { .. } => "RTDS parameters on a null CPU",
+        E::BadRtdsParams { .. } => "bad RTDS parameters",
+        E::BudgetExceedsPeriod { .. } => "budget exceeds period",
+        E::RtdsNeedsTrappedWfi { .. } => "RTDS VM without trapped WFI",
+        E::CpuOverloaded { .. } => "RTDS CPU overloaded",
+        E::TooManyVcpusOnCpu { .. } => "too many vCPUs on one CPU",
     }
 }
 

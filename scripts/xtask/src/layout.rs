@@ -33,6 +33,7 @@ pub struct Plan {
     pub board: String,
     pub hv_region: MemRange,
     pub vms: Vec<VmPlan>,
+    pub pools: Vec<crate::dts::PoolDesc>,
 }
 
 /// One VM, placed.
@@ -65,6 +66,7 @@ pub struct VmPlan {
     pub physical_counter: bool,
     /// Passed-through devices, resolved against the board's device tree.
     pub devices: Vec<PassDevice>,
+    pub rtds: Option<tessera_config::RtdsParams>,
 }
 
 /// The files one VM is given, read: its image and its initrd; and its devices, resolved.
@@ -94,6 +96,7 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result
         board: desc.board.clone(),
         hv_region,
         vms,
+        pools: desc.pools.clone(),
     })
 }
 
@@ -216,6 +219,7 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
         wfi: desc.wfi,
         physical_counter: desc.physical_counter,
         devices,
+        rtds: desc.rtds,
     })
 }
 
@@ -404,12 +408,19 @@ impl Plan {
                 wfi: vm.wfi,
                 physical_counter: vm.physical_counter,
                 devices,
+                rtds: vm.rtds,
             })
+            .collect();
+        let pools: Vec<tessera_config::CpuPool<'_>> = self
+            .pools
+            .iter()
+            .map(|p| tessera_config::CpuPool { name: &p.name, cpus: &p.cpus, scheduler: p.scheduler })
             .collect();
         f(&System {
             board: &self.board,
             hv_region: self.hv_region,
             vms: &vms,
+            pools: &pools,
         })
     }
 
@@ -538,6 +549,7 @@ mod tests {
             wfi: WfiPolicy::Native,
             physical_counter: true,
             devices: Vec::new(),
+            rtds: None,
         };
         let error = vm.check_footprint().unwrap_err();
         assert!(

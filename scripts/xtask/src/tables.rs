@@ -89,7 +89,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm, WfiPolicy}};"
+        "    use tessera_config::{{Console, CpuPool, RtdsParams, Scheduler, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm, WfiPolicy}};"
     );
     for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
         let Blobs { image, dtb, initrd } = files;
@@ -194,7 +194,27 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         line!("            wfi: WfiPolicy::{:?},", vm.wfi);
         line!("            physical_counter: {},", vm.physical_counter);
         line!("            devices: &VM{index}_DEVICES,");
+        match vm.rtds {
+            Some(p) => {
+                line!(
+                    "            rtds: Some(RtdsParams {{ budget_us: {}, period_us: {}, extratime: {} }}),",
+                    p.budget_us, p.period_us, p.extratime
+                );
+            }
+            None => {
+                line!("            rtds: None,");
+            }
+        }
         line!("        }},");
+    }
+    line!("    ];");
+    line!("    static POOLS: [CpuPool<'static>; {}] = [", plan.pools.len());
+    for pool in &plan.pools {
+        let cpus: Vec<String> = pool.cpus.iter().map(u32::to_string).collect();
+        line!(
+            "        CpuPool {{ name: {:?}, cpus: &[{}], scheduler: Scheduler::{:?} }},",
+            pool.name, cpus.join(", "), pool.scheduler
+        );
     }
     line!("    ];");
     line!();
@@ -206,6 +226,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         plan.hv_region.size
     );
     line!("        vms: &VMS,");
+    line!("        pools: &POOLS,");
     line!("    }};");
     line!("}}");
     Ok(out)
