@@ -16,5 +16,6 @@
 pub mod exit;
 pub mod inject;
 pub mod psci;
+pub mod sched;
 pub mod stage2;
 pub mod vcpu;
