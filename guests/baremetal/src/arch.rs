@@ -474,6 +474,25 @@ pub fn smccc(conduit: Conduit, function: u32, a1: u64, a2: u64, a3: u64) -> u64 
     x0
 }
 
+/// An SMCCC call with one argument through `conduit`; returns x0-x6.
+pub fn smccc_seven(conduit: Conduit, function: u32, a1: u64) -> [u64; 7] {
+    let mut x = [u64::from(function), a1, 0, 0, 0, 0, 0];
+    match conduit {
+        // SAFETY: as in `smccc`: the call changes only x0-x17 (x0-x6 read back, the rest
+        // clobbered by the C ABI).
+        Conduit::Hvc => unsafe {
+            asm!("hvc #0", inout("x0") x[0], inout("x1") x[1], inout("x2") x[2], inout("x3") x[3],
+                inout("x4") x[4], inout("x5") x[5], inout("x6") x[6], clobber_abi("C"))
+        },
+        // SAFETY: as above.
+        Conduit::Smc => unsafe {
+            asm!("smc #0", inout("x0") x[0], inout("x1") x[1], inout("x2") x[2], inout("x3") x[3],
+                inout("x4") x[4], inout("x5") x[5], inout("x6") x[6], clobber_abi("C"))
+        },
+    }
+    x
+}
+
 /// PSCI CPU_ON for `mpidr`, entering `secondary_entry` with x0 = `index`. Returns the PSCI
 /// status (0 = success) as a signed value.
 pub fn cpu_on(conduit: Conduit, mpidr: u64, index: u64) -> i64 {

@@ -6,6 +6,7 @@
 //! | `smp` | `1` (or `0`) | start every other CPU in the DT with PSCI CPU_ON |
 //! | `poke` | hex address | one 32-bit store there at boot (fault test) |
 //! | `rt` | `1` (or `0`) | take interrupts: heartbeat from the virtual timer, UART RX interrupt |
+//! | `share` | decimal milliseconds, > 0 | at boot, busy-loop that long and print the CPU share it got |
 //!
 //! Unknown keys and bad values are reported through a callback and otherwise ignored, so a
 //! typo never stops the guest from booting.
@@ -22,6 +23,8 @@ pub struct Bootargs {
     pub poke: Option<u64>,
     /// Real-time mode: GICv3, virtual-timer heartbeat, interrupt-driven console.
     pub rt: bool,
+    /// Measure the CPU share over this many milliseconds at boot.
+    pub share_ms: Option<u32>,
 }
 
 /// Why one bootargs word was ignored.
@@ -78,6 +81,13 @@ impl Bootargs {
                     }
                     None => false,
                 },
+                "share" => match hex::parse_decimal_u32(value) {
+                    Some(ms) if ms > 0 => {
+                        args.share_ms = Some(ms);
+                        true
+                    }
+                    _ => false,
+                },
                 "poke" => match hex::parse_u64(value) {
                     Some(address) => {
                         args.poke = Some(address);
@@ -126,7 +136,7 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1");
+        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 share=2000");
         assert!(problems.is_empty());
         assert_eq!(
             args,
@@ -135,8 +145,10 @@ mod tests {
                 smp: true,
                 poke: Some(0x1000_0000),
                 rt: true,
+                share_ms: Some(2000),
             }
         );
+        assert_eq!(parse("share=0").1, vec![Problem::BadValue("share=0")]);
     }
 
     #[test]

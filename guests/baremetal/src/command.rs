@@ -11,6 +11,7 @@ pub const HELP: &[&str] = &[
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
+    "sched             this VM's RTDS accounting per vCPU (TESSERA_SCHED_STATS)",
     "help              this text",
 ];
 
@@ -33,6 +34,7 @@ pub enum Command<'a> {
     },
     Help,
     Jitter,
+    Sched,
     Unknown(&'a str),
     /// A known command with missing, extra or malformed arguments; holds the usage line.
     Usage(&'static str),
@@ -54,7 +56,8 @@ impl<'a> Command<'a> {
             "reset" if no_args => Command::Reset,
             "help" if no_args => Command::Help,
             "jitter" if no_args => Command::Jitter,
-            "ping" | "off" | "reset" | "help" | "jitter" => Command::Usage(usage(name)),
+            "sched" if no_args => Command::Sched,
+            "ping" | "off" | "reset" | "help" | "jitter" | "sched" => Command::Usage(usage(name)),
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {

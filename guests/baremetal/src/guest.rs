@@ -217,6 +217,10 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
     if args.smp {
         start_secondaries(&platform);
     }
+    if let Some(ms) = args.share_ms {
+        measure_share(name, ms, frequency);
+        say_sched(name);
+    }
     let heartbeat_ticks = args
         .heartbeat_ms
         .and_then(|ms| jitter::period_ticks(ms, frequency));
@@ -426,6 +430,33 @@ fn say_jitter(name: &str) {
     );
 }
 
+/// TESSERA_SCHED_STATS (`docs/hvcall.md`): the hypervisor's RTDS accounting of vCPU 0.
+const TESSERA_SCHED_STATS: u32 = 0xC600_0002;
+
+/// `<name>: share <permille> permille over <ms> ms, <n> iterations`: busy-loops for `ms`
+/// milliseconds of virtual time and reports the part of it this vCPU ran.
+fn measure_share(name: &str, ms: u32, frequency: u64) {
+    let window = u64::from(ms) * frequency / 1000;
+    // A step over 2 µs means the loop did not run (its own iteration is far shorter).
+    let gap = (frequency / 500_000).max(1);
+    let mut meter = tessera_guest_baremetal::share::ShareMeter::new(arch::cntvct_el0(), gap);
+    while meter.elapsed() < window {
+        meter.record(arch::cntvct_el0());
+    }
+    say!("{name}: share {} permille over {ms} ms, {} iterations", meter.permille(), meter.iterations);
+}
+
+/// `<name>: sched vcpu 0 used <us> us beyond <us> us misses <n> switches <n> periods <n> switch-cost <n>`,
+/// or `<name>: sched not supported (<x0>)` on a CPU that no RTDS pool runs.
+fn say_sched(name: &str) {
+    let [status, used, beyond, misses, switches, periods, cost] = arch::smccc_seven(conduit(), TESSERA_SCHED_STATS, 0);
+    if status != 0 {
+        say!("{name}: sched not supported ({})", status as i64);
+        return;
+    }
+    say!("{name}: sched vcpu 0 used {used} us beyond {beyond} us misses {misses} switches {switches} periods {periods} switch-cost {cost}");
+}
+
 /// The polled console loop: poll the UART and the heartbeat deadline, forever.
 fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
     let mut shell = Shell {
@@ -539,6 +570,7 @@ impl Shell<'_> {
                 say!("hvc {function:#x} -> x0={x0:#x}");
             }
             Command::Jitter => say_jitter(name),
+            Command::Sched => say_sched(name),
             Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
             Command::Usage(usage) => say!("usage: {usage}"),
         }

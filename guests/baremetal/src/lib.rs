@@ -15,6 +15,7 @@ pub mod hex;
 pub mod jitter;
 pub mod line;
 pub mod rx;
+pub mod share;
 
 /// The name the guest uses when the device tree's `model` is not `"tessera,<vm>"`.
 pub const NATIVE_NAME: &str = "native";

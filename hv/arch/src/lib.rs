@@ -11,6 +11,7 @@
 #![cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 
 pub mod cache;
+pub mod context;
 pub mod cpu;
 pub mod gic_cpu;
 pub mod guest;
@@ -21,6 +22,7 @@ pub mod mmu;
 pub mod phys;
 pub mod pmu;
 pub mod smccc;
+pub mod timer;
 #[cfg(target_os = "none")]
 mod sync;
 

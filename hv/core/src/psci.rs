@@ -43,6 +43,9 @@ pub mod id {
     /// (DEN0028: fast call, SMC64, owning entity 6, function 1). Returns `x0 = SUCCESS`,
     /// `x1` = instructions retired at EL2 on the calling vCPU's physical CPU (`docs/hvcall.md`).
     pub const TESSERA_STATS: u32 = 0xC600_0001;
+    /// TESSERA_SCHED_STATS (function 2): the RTDS accounting of the calling VM's vCPU `x1`
+    /// (`docs/hvcall.md`).
+    pub const TESSERA_SCHED_STATS: u32 = 0xC600_0002;
 }
 
 /// Return codes (DEN0022D, "Return error codes"), as the 64-bit value written to `x0`.
@@ -121,6 +124,9 @@ pub enum Outcome {
     SystemReset,
     /// Return `SUCCESS` with the hypervisor's statistics in `x1` (`id::TESSERA_STATS`).
     TesseraStats,
+    /// Return the RTDS accounting of the calling VM's vCPU `vcpu` (`id::TESSERA_SCHED_STATS`),
+    /// already checked to be one of its vCPUs.
+    SchedStats { vcpu: usize },
 }
 
 const fn ret(x0: u64) -> Outcome {
@@ -183,6 +189,10 @@ pub fn handle(call: SmcccCall, vm: &impl VmView) -> Outcome {
         }
         id::SMCCC_VERSION => ret(SMCCC_VERSION_1_1),
         id::TESSERA_STATS => Outcome::TesseraStats,
+        id::TESSERA_SCHED_STATS => match usize::try_from(a1) {
+            Ok(vcpu) if vcpu < vm.vcpu_count() => Outcome::SchedStats { vcpu },
+            _ => ret(ret::INVALID_PARAMETERS),
+        },
         // No Arm Architecture Service workaround is offered yet (DEN0028, SMCCC_ARCH_FEATURES): a guest reads
         // NOT_SUPPORTED for WORKAROUND_1/2/3 and applies its own mitigation policy.
         id::SMCCC_ARCH_FEATURES => match a1 as u32 {
@@ -321,6 +331,8 @@ mod tests {
         assert_eq!(call(0x8400_0008, 0, 0, 0), Outcome::SystemOff);
         assert_eq!(call(0x8400_0009, 0, 0, 0), Outcome::SystemReset);
         assert_eq!(call(0xC600_0001, 0, 0, 0), Outcome::TesseraStats);
+        assert_eq!(call(0xC600_0002, 0, 0, 0), Outcome::SchedStats { vcpu: 0 });
+        assert_eq!(x0(call(0xC600_0002, 99, 0, 0)), ret::INVALID_PARAMETERS, "not one of its vCPUs");
         assert_eq!(x0(call(0x8400_0001, 0, 0, 0)), ret::SUCCESS);
         assert_eq!(
             x0(call(0xC400_0001, 0x1_0000, 0x4000_0000, 0)),

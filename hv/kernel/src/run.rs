@@ -287,9 +287,14 @@ fn restart_vm(platform: &Platform, index: usize, why: &str) {
 /// A CPU's life: set up its GIC interface, then run its vCPU (if any) forever.
 pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let mpidr = tessera_arch::cpu::mpidr();
+    let rtds = platform.system.scheduler_of(cpu as u32) == tessera_config::Scheduler::Rtds;
     match (platform.redistributor)(mpidr) {
         Ok(redistributor) => {
-            let ppis = (1 << platform.board.timer.virt) | (1 << platform.board.gic.maintenance_intid);
+            let mut ppis = (1 << platform.board.timer.virt) | (1 << platform.board.gic.maintenance_intid);
+            if rtds {
+                // The scheduler's tick: the EL2 physical timer.
+                ppis |= 1 << platform.board.timer.hyp_phys;
+            }
             if redistributor.init((1 << KICK_SGI) | ppis).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
@@ -307,6 +312,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         vm.cpus.iter().position(|&c| c as usize == cpu).map(|vcpu_index| (vm_index, vcpu_index))
     });
     defmt::info!("CPU {=usize} (MPIDR {=u64:#x}) up", cpu, mpidr);
+    if rtds {
+        crate::rtds::run(platform, cpu);
+    }
     let Some((vm_index, vcpu_index)) = assignment else {
         loop {
             tessera_arch::cpu::wait_for_interrupt();
@@ -375,7 +383,7 @@ fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: us
 }
 
 /// Kicks the CPUs of the vCPUs in `mask` (bit n = vCPU n of VM `vm_index`).
-fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
+pub(crate) fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
     if mask == 0 {
         return;
     }
@@ -389,7 +397,7 @@ fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
 
 /// Acknowledges and handles every pending physical interrupt (bounded). `current` is the
 /// vCPU this CPU was running, if it left a guest for this.
-fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
+pub(crate) fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
     for _ in 0..64 {
         let intid = tessera_arch::gic_cpu::acknowledge();
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
@@ -417,6 +425,10 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
                 kick_vcpus(platform, vm_index, kick);
                 continue;
             }
+        } else if intid == platform.board.timer.hyp_phys {
+            // The RTDS scheduler's timer (only RTDS CPUs enable it): silence it; the run loop
+            // re-arms it after deciding again.
+            tessera_arch::timer::set_hyp_timer(None);
         } else if intid == platform.board.uart.intid {
             let levels = console::on_uart_interrupt();
             for (vm_index, level) in levels.iter().enumerate() {
@@ -442,7 +454,7 @@ fn spi_owner(platform: &Platform, intid: u32) -> Option<usize> {
     platform.system.vms.iter().position(|vm| vm.devices.iter().any(|d| d.spis.contains(&intid)))
 }
 
-fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
+pub(crate) fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
     match exit::decode(regs.esr, regs.far, regs.hpfar) {
         Exit::DataAbort(abort) => data_abort(platform, vm_index, vcpu_index, regs, &abort),
@@ -578,7 +590,7 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
 }
 
 /// A fault the hypervisor cannot hand back as an emulated access: apply the VM's policy.
-fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what: &'static str) {
+pub(crate) fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what: &'static str) {
     let vm = &platform.system.vms[vm_index];
     match vm.fault_policy {
         FaultPolicy::Inject => {
@@ -640,6 +652,9 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
         Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
         Outcome::TesseraStats => {
             regs.x[..4].copy_from_slice(&[psci::ret::SUCCESS, tessera_arch::pmu::el2_instructions(), 0, 0]);
+        }
+        Outcome::SchedStats { vcpu } => {
+            regs.x[..7].copy_from_slice(&crate::rtds::stats(platform, vm_index, vcpu));
         }
         Outcome::CpuOn { target, entry, context } => {
             let result = match VMS[vm_index].vcpus[target].request_on(entry, context) {
