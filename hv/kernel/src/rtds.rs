@@ -169,7 +169,16 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
         }
     }
     let picked = sched.queue.pick(now);
-    // Descheduled vCPUs waiting for their virtual timer are woken by the hypervisor's.
+    if let Some((slot, _)) = picked
+        && *loaded != Some(slot)
+    {
+        let switch_start = tessera_arch::pmu::el2_instructions();
+        switch(sched, *loaded, slot, regs);
+        *loaded = Some(slot);
+        sched.last_switch_cost = tessera_arch::pmu::el2_instructions().wrapping_sub(switch_start);
+    }
+    // Descheduled vCPUs waiting for their virtual timer are woken by the hypervisor's (the
+    // loaded one's own timer is live on the CPU).
     let timers = (0..SLOTS)
         .filter(|&slot| Some(slot) != *loaded && sched.queue.server(slot).is_some_and(|s| s.activity == Activity::Blocked))
         .filter_map(|slot| {
@@ -187,12 +196,6 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
         let loaded = loaded.and_then(|slot| sched.members[slot].as_ref()).map(|m| (m.vm_index, m.vcpu_index));
         return Decision::Idle { wake_at, loaded };
     };
-    if *loaded != Some(slot) {
-        let switch_start = tessera_arch::pmu::el2_instructions();
-        switch(sched, *loaded, slot, regs);
-        *loaded = Some(slot);
-        sched.last_switch_cost = tessera_arch::pmu::el2_instructions().wrapping_sub(switch_start);
-    }
     match sched.members[slot].as_ref() {
         Some(member) => Decision::Run {
             vm_index: member.vm_index,
