@@ -107,6 +107,7 @@ mod tests {
         assert_eq!(Command::parse("reset"), Command::Reset);
         assert_eq!(Command::parse("help"), Command::Help);
         assert_eq!(Command::parse("jitter"), Command::Jitter);
+        assert_eq!(Command::parse("sched"), Command::Sched);
     }
 
     #[test]
@@ -144,6 +145,7 @@ mod tests {
         for line in [
             "ping 1",
             "jitter now",
+            "sched 1",
             "poke",
             "poke xyz",
             "poke 0x1 0x100000000",

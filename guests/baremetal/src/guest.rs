@@ -433,9 +433,21 @@ fn say_jitter(name: &str) {
 /// TESSERA_SCHED_STATS (`docs/hvcall.md`): the hypervisor's RTDS accounting of vCPU 0.
 const TESSERA_SCHED_STATS: u32 = 0xC600_0002;
 
-/// `<name>: share <permille> permille over <ms> ms, <n> iterations`: busy-loops for `ms`
-/// milliseconds of virtual time and reports the part of it this vCPU ran.
+/// TESSERA_STATS: EL2 instructions retired on this vCPU's physical CPU so far.
+const TESSERA_STATS: u32 = 0xC600_0001;
+
+fn el2_instructions() -> Option<u64> {
+    match arch::smccc_seven(conduit(), TESSERA_STATS, 0) {
+        [0, count, ..] => Some(count),
+        _ => None,
+    }
+}
+
+/// `<name>: share <permille> permille over <ms> ms, <n> iterations[, el2 <n>]`: busy-loops
+/// for `ms` milliseconds of virtual time and reports the part of it this vCPU ran, and (under
+/// Tessera) the EL2 instructions its physical CPU retired meanwhile.
 fn measure_share(name: &str, ms: u32, frequency: u64) {
+    let el2_before = el2_instructions();
     let window = u64::from(ms) * frequency / 1000;
     // A step over 2 µs means the loop did not run (its own iteration is far shorter).
     let gap = (frequency / 500_000).max(1);
@@ -443,7 +455,13 @@ fn measure_share(name: &str, ms: u32, frequency: u64) {
     while meter.elapsed() < window {
         meter.record(arch::cntvct_el0());
     }
-    say!("{name}: share {} permille over {ms} ms, {} iterations", meter.permille(), meter.iterations);
+    match el2_before.zip(el2_instructions()) {
+        Some((before, after)) => say!(
+            "{name}: share {} permille over {ms} ms, {} iterations, el2 {}",
+            meter.permille(), meter.iterations, after.wrapping_sub(before)
+        ),
+        None => say!("{name}: share {} permille over {ms} ms, {} iterations", meter.permille(), meter.iterations),
+    }
 }
 
 /// `<name>: sched vcpu 0 used <us> us beyond <us> us misses <n> switches <n> periods <n> switch-cost <n>`,
