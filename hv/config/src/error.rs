@@ -94,6 +94,11 @@ pub enum ConfigError<'a> {
     CpuOverloaded { vm: &'a str, pool: &'a str, cpu: u32, load_ppm: u64 },
     /// More vCPUs on one RTDS CPU than its run queue holds.
     TooManyVcpusOnCpu { vm: &'a str, cpu: u32, max: usize },
+    /// A device's reset write is not 4-byte aligned or not inside the device's window.
+    BadResetWrite { vm: &'a str, pa: u64, size: u64, offset: u64 },
+    /// A watchdog period (`property`: `watchdog-ms` or `watchdog-first-ms`) of zero or above
+    /// [`crate::MAX_WATCHDOG_MS`].
+    BadWatchdogPeriod { vm: &'a str, property: &'static str, ms: u32 },
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -252,6 +257,15 @@ impl fmt::Display for ConfigError<'_> {
             Self::TooManyVcpusOnCpu { vm, cpu, max } => {
                 write!(f, "/vms/{vm}: CPU {cpu} would run more than {max} vCPUs")
             }
+            Self::BadResetWrite { vm, pa, size, offset } => write!(
+                f,
+                "/vms/{vm}: device window {pa:#x} size {size:#x}: reset write at offset {offset:#x} is not a 4-byte aligned register inside the window"
+            ),
+            Self::BadWatchdogPeriod { vm, property, ms } => write!(
+                f,
+                "/vms/{vm}: {property} = <{ms}> is not a period of 1..={} ms",
+                crate::MAX_WATCHDOG_MS
+            ),
         }
     }
 }

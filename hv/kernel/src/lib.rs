@@ -15,6 +15,7 @@ mod rtds;
 mod run;
 mod vgic;
 mod vm;
+mod watchdog;
 
 use tessera_arch::BootInfo;
 use tessera_config::{Board, System};

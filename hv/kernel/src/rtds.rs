@@ -140,8 +140,11 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
             member.generation = None;
             let _ = sched.queue.deactivate(slot, now);
             if *loaded == Some(slot) {
-                // Its state is of no more use; its timer must not fire for anyone.
-                tessera_arch::guest::disable_virtual_timer();
+                // Its state is of no more use: nothing of it (list registers, virtual timer,
+                // an active timer PPI) may reach the next guest on this CPU.
+                if let Some(platform) = crate::PLATFORM.get() {
+                    run::leave_generation(platform);
+                }
                 *loaded = None;
                 sched.queue.forget_loaded();
             }
@@ -159,6 +162,12 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
                 sched.queue.forget_loaded();
             }
             let _ = sched.queue.activate(slot, now);
+            if member.vcpu_index == 0
+                && let Some(platform) = crate::PLATFORM.get()
+                && platform.system.vms[member.vm_index].watchdog.is_some()
+            {
+                crate::watchdog::arm_here(member.vm_index);
+            }
         }
         if sched.queue.server(slot).is_some_and(|s| s.activity == Activity::Blocked) {
             let cntvoff = runtime.cntvoff.load(Ordering::Acquire);
@@ -249,9 +258,9 @@ fn run_once(platform: &Platform, cpu: usize, vm_index: usize, vcpu_index: usize,
         vcpu_slot.in_guest.store(false, Ordering::Release);
         return;
     }
+    // `in_guest` stays set until the exit is handled (a restart waits for it to clear).
     vgic::flush(vm_index, vcpu_index);
     let kind = tessera_arch::guest::enter(regs);
-    vcpu_slot.in_guest.store(false, Ordering::Release);
     let kick = vgic::sync(vm_index, vcpu_index);
     run::kick_vcpus(platform, vm_index, kick);
     match kind {
@@ -269,6 +278,7 @@ fn run_once(platform: &Platform, cpu: usize, vm_index: usize, vcpu_index: usize,
         ExitKind::Irq | ExitKind::Fiq => run::handle_interrupts(platform, Some((vm_index, vcpu_index))),
         ExitKind::SError => run::guest_fault(platform, vm_index, regs, "SError"),
     }
+    vcpu_slot.in_guest.store(false, Ordering::Release);
 }
 
 /// TESSERA_SCHED_STATS for vCPU `vcpu_index` of VM `vm_index` (checked by the caller to be
