@@ -51,10 +51,6 @@ struct CpuSched {
     frequency: u64,
     /// EL2 instructions of the last context switch on this CPU (save, restore, VM controls).
     last_switch_cost: u64,
-    /// EL2 instructions spent in scheduling decisions (refresh + pick) since boot, and how
-    /// many decisions.
-    decide_instructions: u64,
-    decisions: u64,
 }
 
 impl CpuSched {
@@ -64,8 +60,6 @@ impl CpuSched {
             members: [None; SLOTS],
             frequency: 1,
             last_switch_cost: 0,
-            decide_instructions: 0,
-            decisions: 0,
         }
     }
 }
@@ -126,7 +120,6 @@ pub fn run(platform: &'static Platform, cpu: usize) -> ! {
 
 /// Accounts time, follows vCPU life-cycle changes, picks the next vCPU and switches to it.
 fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decision {
-    let start = tessera_arch::pmu::el2_instructions();
     let now = tessera_arch::cpu::counter();
     let mut sched = CPUS[cpu].lock();
     let sched = &mut *sched;
@@ -199,8 +192,6 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    sched.decide_instructions = sched.decide_instructions.wrapping_add(tessera_arch::pmu::el2_instructions().wrapping_sub(start));
-    sched.decisions += 1;
     let Some((slot, _)) = picked else {
         let loaded = loaded.and_then(|slot| sched.members[slot].as_ref()).map(|m| (m.vm_index, m.vcpu_index));
         return Decision::Idle { wake_at, loaded };
