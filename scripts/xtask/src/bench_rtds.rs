@@ -37,6 +37,8 @@ pub fn parse(output: &str) -> RtdsFigures {
         if let (Some(share), Some(sched)) = (&share, &sched) {
             figures.shares[i] = field(share, "share").zip(field(sched, "misses"));
         }
+        // The first VM's window is the clean one: it starts first and ends while the others
+        // still busy-loop (afterwards each polls its console, which traps).
         if i == 0 {
             let periods = WINDOW_MS * 1000 / PERIOD_US;
             figures.el2_per_period = share.as_deref().and_then(|s| field(s, "el2")).map(|el2| el2 / periods);
