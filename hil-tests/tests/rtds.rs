@@ -1,5 +1,6 @@
 //! RTDS pools under QEMU `-icount` (deterministic): CPU shares against budgets, extratime,
-//! a periodic task's jitter, isolation of a null pool next to a loaded RTDS pool.
+//! a periodic task's jitter, isolation of a null pool next to a loaded RTDS pool, a VM
+//! restart inside a pool; and Linux with two vCPUs in a pool (without `-icount`).
 //! `cargo test -p hil-tests rtds` runs exactly these.
 //!
 //! Systems: `hil-tests/systems/rtds-*.dts`. The bare-metal guest's `share=<ms>` bootarg
@@ -159,4 +160,21 @@ fn rtds_linux_with_two_vcpus_boots_and_stays_responsive() {
     target.send(b"(i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo par-$((10+1))) & (i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo par-$((20+2))); wait\r").unwrap();
     target.expect_line_from("linux", "par-11", Duration::from_secs(120)).unwrap();
     target.expect_line_from("linux", "par-22", Duration::from_secs(120)).unwrap();
+}
+
+/// A VM in an RTDS pool restarts (PSCI SYSTEM_RESET from its console) while the others keep
+/// running: its vCPU leaves the run queue and comes back with a fresh period, and it gets its
+/// budget again, with no deadline miss.
+#[test]
+fn rtds_vm_restart_rejoins_the_run_queue_at_its_budget() {
+    let mut target = boot_icount("hil-tests/systems/rtds-share.dts", 2);
+    let (share, misses) = share_of(target.as_ref(), "a20");
+    assert_share("a20", share, misses, 200);
+    // a20 is the focused VM (the first); after its measurement it polls its console (the
+    // UART's receive FIFO holds the line until then).
+    target.mark();
+    target.send(b"reset\r").unwrap();
+    target.expect_line_from("a20", "hello from a20", SHARE_TIMEOUT).unwrap();
+    let (share, misses) = share_of(target.as_ref(), "a20");
+    assert_share("a20 after its restart", share, misses, 200);
 }
