@@ -279,7 +279,8 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     match (platform.redistributor)(mpidr) {
         Ok(redistributor) => {
             let ppis = (1 << platform.board.timer.virt) | (1 << platform.board.gic.maintenance_intid);
-            if redistributor.init((1 << KICK_SGI) | ppis).is_err() {
+            let sgis = (1 << KICK_SGI) | (1 << tessera_arch::fatal::HALT_SGI);
+            if redistributor.init(sgis | ppis).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
         }
@@ -330,6 +331,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         });
         loop {
             slot.in_guest.store(true, Ordering::Release);
+            if tessera_arch::fatal::stopping() {
+                tessera_arch::fatal::halt_here();
+            }
             if runtime.generation() != generation || slot.power() != PowerState::On {
                 slot.in_guest.store(false, Ordering::Release);
                 break;
@@ -383,6 +387,10 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
         let intid = tessera_arch::gic_cpu::acknowledge();
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
             return;
+        }
+        if intid == tessera_arch::fatal::HALT_SGI {
+            // Another CPU failed (fail-stop, `tessera_arch::fatal`): stop here for good.
+            tessera_arch::fatal::halt_here();
         }
         tessera_arch::gic_cpu::priority_drop(intid);
         if intid == platform.board.timer.virt {

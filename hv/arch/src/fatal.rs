@@ -1,0 +1,246 @@
+//! Fail-stop: what happens when the hypervisor itself panics or takes an exception at EL2.
+//!
+//! The first CPU to fail sends [`HALT_SGI`] to every other CPU (they take it even from a
+//! guest, since HCR_EL2.IMO routes physical IRQs to EL2, and halt), writes the reason and
+//! its CPU state to the console UART through a direct, lock-free, bounded path (the console
+//! lock may be held by the code that failed), logs the same, and halts. It never reboots.
+//! A second failure on any CPU while this runs halts that CPU without a report.
+
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// The SGI that stops every other CPU (SGI 0 is the kernel's kick).
+pub const HALT_SGI: u32 = 15;
+
+/// The failing CPU's index, `usize::MAX` while none has failed.
+static FAILING: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The console writer registered with [`set_console`] (a `fn(&[u8])`), or null.
+static CONSOLE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the direct console writer the report goes to. It must not take a lock and
+/// must be bounded (the PL011 driver's `write_byte` polls at most `POLL_LIMIT` times).
+pub fn set_console(write: fn(&[u8])) {
+    CONSOLE.store(write as *mut (), Ordering::Release);
+}
+
+fn console() -> Option<fn(&[u8])> {
+    let raw = CONSOLE.load(Ordering::Acquire);
+    // SAFETY: the only non-null value ever stored is a `fn(&[u8])` cast by `set_console`.
+    (!raw.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(&[u8])>(raw) })
+}
+
+/// True once some CPU has failed: the others must not enter a guest again.
+pub fn stopping() -> bool {
+    FAILING.load(Ordering::Acquire) != usize::MAX
+}
+
+/// Why the hypervisor stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason<'a> {
+    /// A Rust panic; `message` is the panic's text when it is a plain string.
+    Panic { message: &'a str, file: &'a str, line: u32 },
+    /// An exception taken from EL2 (`kind`: 0 synchronous, 1 IRQ, 2 FIQ, 3 SError);
+    /// `stack_overflow` when the faulting address or SP is in a stack guard page.
+    Exception { kind: u64, stack_overflow: bool },
+}
+
+/// The failing CPU's registers at the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuState {
+    pub cpu: usize,
+    pub esr: u64,
+    pub far: u64,
+    pub elr: u64,
+    pub spsr: u64,
+    pub sp: u64,
+}
+
+/// A fixed-size line buffer (no heap, no `core::fmt`: the report must run on an emergency
+/// stack and fit the image budget). Text beyond its size is cut.
+struct Line {
+    bytes: [u8; 192],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Self {
+        let mut line = Self { bytes: [0; 192], len: 0 };
+        line.text("\r\n[hv] FATAL: ");
+        line
+    }
+
+    fn byte(&mut self, byte: u8) {
+        if self.len < self.bytes.len() - 2 {
+            self.bytes[self.len] = byte;
+            self.len += 1;
+        }
+    }
+
+    fn text(&mut self, text: &str) -> &mut Self {
+        text.bytes().for_each(|byte| self.byte(byte));
+        self
+    }
+
+    fn hex(&mut self, value: u64) -> &mut Self {
+        self.text("0x");
+        let digits = (64 - value.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            self.byte(b"0123456789abcdef"[((value >> (shift * 4)) & 0xf) as usize]);
+        }
+        self
+    }
+
+    fn decimal(&mut self, value: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        digits[at..].iter().for_each(|&digit| self.byte(digit));
+        self
+    }
+
+    fn emit(&mut self, out: &mut impl FnMut(&[u8])) {
+        out(&self.bytes[..self.len]);
+        *self = Self::new();
+    }
+}
+
+/// Writes the report (three `[hv] FATAL:` lines) through `out`. Pure, host-tested.
+pub fn report(reason: &Reason<'_>, state: &CpuState, out: &mut impl FnMut(&[u8])) {
+    let mut line = Line::new();
+    match *reason {
+        Reason::Panic { message, file, line: number } => {
+            line.text("hypervisor panic on CPU ").decimal(state.cpu as u64).text(": ").text(message);
+            line.text(" at ").text(file).text(":").decimal(u64::from(number));
+        }
+        Reason::Exception { kind, stack_overflow } => {
+            let what = match kind {
+                0 => "synchronous exception",
+                1 => "IRQ",
+                2 => "FIQ",
+                _ => "SError",
+            };
+            line.text("hypervisor ").text(what).text(" at EL2 on CPU ").decimal(state.cpu as u64);
+            if stack_overflow {
+                line.text(": stack overflow");
+            }
+        }
+    }
+    line.emit(out);
+    line.text("CPU ").decimal(state.cpu as u64);
+    line.text(" ESR_EL2=").hex(state.esr).text(" FAR_EL2=").hex(state.far);
+    line.text(" ELR_EL2=").hex(state.elr).text(" SPSR_EL2=").hex(state.spsr).text(" SP=").hex(state.sp);
+    line.emit(out);
+    line.text("all CPUs halted\r\n");
+    line.emit(out);
+}
+
+/// Stops the system: halts the others, reports, halts this CPU. Never returns.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub fn fail_stop(reason: &Reason<'_>, state: &CpuState) -> ! {
+    if FAILING.compare_exchange(usize::MAX, state.cpu, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // Another CPU is reporting, or this one failed again while reporting.
+        halt_here();
+    }
+    crate::gic_cpu::send_sgi_to_others(HALT_SGI);
+    if let Some(write) = console() {
+        report(reason, state, &mut |bytes| write(bytes));
+    }
+    match *reason {
+        Reason::Panic { message, file, line } => {
+            defmt::error!("hypervisor panic on CPU {=usize}: {=str} at {=str}:{=u32}", state.cpu, message, file, line)
+        }
+        Reason::Exception { kind, stack_overflow } => defmt::error!(
+            "hypervisor exception (kind {=u64}) at EL2 on CPU {=usize}; stack overflow: {=bool}",
+            kind, state.cpu, stack_overflow
+        ),
+    }
+    defmt::error!(
+        "CPU {=usize} ESR_EL2={=u64:#x} FAR_EL2={=u64:#x} ELR_EL2={=u64:#x} SPSR_EL2={=u64:#x} SP={=u64:#x}; all CPUs halted",
+        state.cpu, state.esr, state.far, state.elr, state.spsr, state.sp
+    );
+    halt_here()
+}
+
+/// This CPU's registers now (for a panic, which has no exception syndrome of its own; ESR,
+/// FAR, ELR and SPSR are those of the last exception taken to EL2).
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub fn capture() -> CpuState {
+    use aarch64_cpu::registers::{ELR_EL2, ESR_EL2, FAR_EL2, Readable, SPSR_EL2};
+    let sp: u64;
+    // SAFETY: reads the stack pointer; no memory effect.
+    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    CpuState {
+        cpu: crate::cpu::index(),
+        esr: ESR_EL2.get(),
+        far: FAR_EL2.get(),
+        elr: ELR_EL2.get(),
+        spsr: SPSR_EL2.get(),
+        sp,
+    }
+}
+
+/// Halts this CPU for good: every interrupt masked, WFI forever.
+#[cfg(target_arch = "aarch64")]
+pub fn halt_here() -> ! {
+    // SAFETY: masking interrupts on this CPU has no memory effect.
+    unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+pub fn halt_here() -> ! {
+    panic!("halt on a host build")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(reason: Reason<'_>) -> Vec<String> {
+        let state = CpuState { cpu: 1, esr: 0x9600_0047, far: 0x4029_f008, elr: 0x4020_1234, spsr: 0x3c9, sp: 0x4029_f010 };
+        let mut out = Vec::new();
+        report(&reason, &state, &mut |bytes| out.push(String::from_utf8(bytes.to_vec()).unwrap()));
+        out
+    }
+
+    #[test]
+    fn panic_report_names_message_location_and_registers() {
+        let out = lines(Reason::Panic { message: "boom", file: "hv/kernel/src/run.rs", line: 42 });
+        assert_eq!(
+            out,
+            [
+                "\r\n[hv] FATAL: hypervisor panic on CPU 1: boom at hv/kernel/src/run.rs:42",
+                "\r\n[hv] FATAL: CPU 1 ESR_EL2=0x96000047 FAR_EL2=0x4029f008 ELR_EL2=0x40201234 SPSR_EL2=0x3c9 SP=0x4029f010",
+                "\r\n[hv] FATAL: all CPUs halted\r\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn exception_report_says_stack_overflow() {
+        let out = lines(Reason::Exception { kind: 0, stack_overflow: true });
+        assert_eq!(out[0], "\r\n[hv] FATAL: hypervisor synchronous exception at EL2 on CPU 1: stack overflow");
+        let out = lines(Reason::Exception { kind: 3, stack_overflow: false });
+        assert_eq!(out[0], "\r\n[hv] FATAL: hypervisor SError at EL2 on CPU 1");
+    }
+
+    #[test]
+    fn long_text_is_cut_not_overflowed() {
+        let long = "x".repeat(1000);
+        let out = lines(Reason::Panic { message: &long, file: "f", line: 0 });
+        assert!(out[0].len() <= 190, "{}", out[0].len());
+        let mut line = Line::new();
+        line.hex(0).text(" ").hex(u64::MAX).text(" ").decimal(0).text(" ").decimal(u64::MAX);
+        let text = core::str::from_utf8(&line.bytes[..line.len]).unwrap().to_string();
+        assert!(text.ends_with("0x0 0xffffffffffffffff 0 18446744073709551615"), "{text}");
+    }
+}
