@@ -632,6 +632,8 @@ impl VmView for View<'_> {
 
 fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
+    #[cfg(feature = "fault-test")]
+    fault_test::provoke(regs.x[0]);
     let call = SmcccCall { x: [regs.x[0], regs.x[1], regs.x[2], regs.x[3]] };
     match psci::handle(call, &View { vm, vm_index }) {
         Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
@@ -661,5 +663,36 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
             ExitAction::Stop => stop_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
             ExitAction::Restart => restart_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
         },
+    }
+}
+
+/// Test-only (cargo feature `fault-test`, which no production build enables): hypervisor calls
+/// that make the hypervisor fail, so `hil-tests/tests/fail_stop.rs` can check the fail-stop
+/// path with a real panic and a real stack overflow.
+#[cfg(feature = "fault-test")]
+mod fault_test {
+    /// Panics at EL2.
+    pub const PANIC: u64 = 0xC600_FF00;
+    /// Recurses until the stack runs into its guard page.
+    pub const STACK_OVERFLOW: u64 = 0xC600_FF01;
+
+    pub fn provoke(function: u64) {
+        match function {
+            PANIC => panic!("fault-test: deliberate panic"),
+            STACK_OVERFLOW => {
+                core::hint::black_box(recurse(0));
+            }
+            _ => {}
+        }
+    }
+
+    /// 512 bytes of stack per call, kept alive across the recursive call.
+    #[inline(never)]
+    fn recurse(depth: u64) -> u64 {
+        let frame = core::hint::black_box([depth; 64]);
+        if depth == u64::MAX {
+            return 0;
+        }
+        recurse(depth + 1).wrapping_add(core::hint::black_box(frame)[63])
     }
 }
