@@ -17,7 +17,10 @@
 .equ PER_CPU_SIZE, {per_cpu_size}
 .equ PER_CPU_INDEX, {per_cpu_index}
 .equ R_AARCH64_RELATIVE, 1027
-.equ CPTR_EL2_RES1, 0x33ff          // TFP = 0: FP/SIMD does not trap at EL2 (DDI 0487 D23.2.33)
+// CPTR_EL2 (DDI 0487 D23.2.33): RES1 bits (which include TZ = 1, SVE traps, and TSM = 1, SME
+// traps), TFP = 0 (FP/SIMD does not trap), TTA = 1 (bit 20: trace registers trap).
+.equ CPTR_EL2_LOW, 0x33ff
+.equ CPTR_EL2_TTA_HIGH, 0x10
 
 .section .text.head, "ax"
 .global _start
@@ -100,7 +103,8 @@ cpu_common_setup:
     adrp    x1, tessera_el2_vectors
     add     x1, x1, :lo12:tessera_el2_vectors
     msr     vbar_el2, x1
-    mov     x1, #CPTR_EL2_RES1
+    mov     x1, #CPTR_EL2_LOW
+    movk    x1, #CPTR_EL2_TTA_HIGH, lsl #16
     msr     cptr_el2, x1
     isb
     ret

@@ -27,21 +27,74 @@ pub enum ExitKind {
     SError,
 }
 
-/// HCR_EL2 for a guest (DDI 0487 D23.2.53): stage 2 on (VM), set/way invalidation upgraded
-/// (SWIO), stage-1 walks that hit device memory fault (PTW), physical IRQ/FIQ/SError to EL2
-/// (IMO/FMO/AMO), SMC trapped (TSC), implementation-defined registers trapped (TIDCP),
-/// set/way cache maintenance trapped (TSW), auxiliary control trapped (TACR), EL1 is AArch64 (RW).
+/// HCR_EL2 for a guest (DDI 0487 D23.2.53; every bit and why: docs/threat-model.md):
+/// stage 2 on (VM), set/way invalidation upgraded (SWIO), stage-1 walks that hit device memory
+/// fault (PTW), physical IRQ/FIQ/SError to EL2 (IMO/FMO/AMO), EL1 TLB and I-cache maintenance
+/// broadcast inner shareable (FB) and barriers upgraded to inner shareable (BSU = 0b01), so a
+/// vCPU that moves between CPUs finds no stale entry, SMC trapped (TSC), implementation-defined
+/// registers trapped (TIDCP), set/way cache maintenance trapped (TSW), auxiliary control
+/// trapped (TACR), EL1 is AArch64 (RW).
 pub const HCR_GUEST: u64 = (1 << 0)
     | (1 << 1)
     | (1 << 2)
     | (1 << 3)
     | (1 << 4)
     | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
     | (1 << 19)
     | (1 << 20)
     | (1 << 21)
     | (1 << 22)
     | (1 << 31);
+
+/// MDCR_EL2 (DDI 0487 D13.3.x, `MDCR_EL2`): trap the debug registers (TDA: breakpoints,
+/// watchpoints, MDSCR_EL1, the debug communication channel), the OS lock and power-down
+/// registers (TDOSA) and the debug ROM address (TDRA), so a guest can neither set a
+/// breakpoint nor see or stop the debug state of the CPU; the kernel answers them RAZ/WI.
+/// TDE stays 0: debug exceptions a guest takes (BRK, single step) go to its own EL1.
+const MDCR_TDA: u64 = 1 << 9;
+const MDCR_TDOSA: u64 = 1 << 10;
+const MDCR_TDRA: u64 = 1 << 11;
+/// TPMS: trap the Statistical Profiling Extension's registers (E2PB = 0b00 keeps its buffer
+/// EL2's); only when FEAT_SPE is implemented (RES0 otherwise).
+const MDCR_TPMS: u64 = 1 << 14;
+/// HPMD: guest event counters do not count at EL2 (FEAT_PMUv3p1), so a guest cannot profile
+/// the hypervisor.
+const MDCR_HPMD: u64 = 1 << 17;
+/// TTRF: trap the trace filter control TRFCR_EL1 (FEAT_TRF).
+const MDCR_TTRF: u64 = 1 << 19;
+/// HPMN (bits \[4:0\]) is the PMU split that `pmu::init_el2_counter` sets; kept here.
+const MDCR_HPMN_MASK: u64 = 0x1f;
+
+/// The MDCR_EL2 trap bits for a CPU whose ID_AA64DFR0_EL1 is `dfr0` (DDI 0487 D23.2.59:
+/// PMUVer \[11:8\], PMSVer \[35:32\], TraceFilt \[43:40\]).
+pub const fn mdcr_traps(dfr0: u64) -> u64 {
+    let pmu_version = (dfr0 >> 8) & 0xf;
+    let spe = (dfr0 >> 32) & 0xf;
+    let trace_filter = (dfr0 >> 40) & 0xf;
+    let mut mdcr = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
+    if pmu_version >= 4 && pmu_version != 0xf {
+        mdcr |= MDCR_HPMD;
+    }
+    if spe != 0 {
+        mdcr |= MDCR_TPMS;
+    }
+    if trace_filter != 0 {
+        mdcr |= MDCR_TTRF;
+    }
+    mdcr
+}
+
+/// Sets this CPU's guest trap controls that do not depend on the VM (MDCR_EL2). Call once per
+/// CPU before `pmu::init_el2_counter` (which keeps these bits).
+#[cfg(target_arch = "aarch64")]
+pub fn init_cpu_traps() {
+    use aarch64_cpu::registers::{ID_AA64DFR0_EL1, MDCR_EL2, Readable, Writeable};
+    let hpmn = MDCR_EL2.get() & MDCR_HPMN_MASK;
+    MDCR_EL2.set(hpmn | mdcr_traps(ID_AA64DFR0_EL1.get()));
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
 
 /// Runs the guest whose registers are `regs` until it exits to EL2; the exit's syndrome is
 /// in `regs.esr/far/hpfar`. The caller must have loaded the VM's stage 2 and EL1 state.
@@ -148,6 +201,7 @@ pub fn enter(_regs: &mut GuestRegs) -> ExitKind {
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
     pub fn load_vm(_: &super::VmControls) { unimplemented!("host build") }
+    pub fn init_cpu_traps() { unimplemented!("host build") }
     pub fn reset_el1(_: u64, _: u64) { unimplemented!("host build") }
     pub fn disable_virtual_timer() { unimplemented!("host build") }
     pub fn vbar_el1() -> u64 { unimplemented!("host build") }
@@ -155,3 +209,28 @@ mod host {
 }
 #[cfg(not(target_arch = "aarch64"))]
 pub use host::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_registers_always_trap_optional_features_only_when_present() {
+        // Cortex-A57: PMUv3 (PMUVer 1), no SPE, no trace filter.
+        let a57 = 0x1030_6106;
+        assert_eq!(mdcr_traps(a57), MDCR_TDA | MDCR_TDOSA | MDCR_TDRA);
+        // PMUv3p5, SPE, TRF.
+        let modern = (1 << 40) | (1 << 32) | (6 << 8);
+        assert_eq!(mdcr_traps(modern), MDCR_TDA | MDCR_TDOSA | MDCR_TDRA | MDCR_HPMD | MDCR_TPMS | MDCR_TTRF);
+        // An IMPLEMENTATION DEFINED PMU (0xf) is not PMUv3p1.
+        assert_eq!(mdcr_traps(0xf << 8) & MDCR_HPMD, 0);
+        assert_eq!(mdcr_traps(0) & MDCR_HPMN_MASK, 0);
+    }
+
+    #[test]
+    fn hcr_guest_bits() {
+        // VM, SWIO, PTW, FMO, IMO, AMO, FB, BSU = inner shareable, TSC, TIDCP, TACR, TSW, RW.
+        assert_eq!(HCR_GUEST, 0x8078_063f);
+        assert_eq!(HCR_GUEST & ((1 << 27) | (1 << 26) | (1 << 30)), 0, "no TGE, TVM, TRVM");
+    }
+}

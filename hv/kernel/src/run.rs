@@ -58,11 +58,16 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
     tessera_arch::cache::invalidate_guest_tlbs_all();
 
     let mut pool = STAGE2_POOL.lock();
+    // The hypervisor's own memory, which no VM's stage 2 may reach: its region (image,
+    // BSS, stacks), the image as loaded, and the stage-2 pool itself.
+    let pool_range = (pool.as_ptr() as u64, pool.as_ptr() as u64 + core::mem::size_of_val(&*pool) as u64);
+    let hv_region = (system.hv_region.base, system.hv_region.base.saturating_add(system.hv_region.size));
+    let own_memory = [hv_region, (boot.load_base, boot.image_end), pool_range];
     let mut next_table = 0;
     for (index, vm) in system.vms.iter().enumerate() {
         let tables = &mut pool[next_table..];
         let pool_pa = tables.as_ptr() as u64;
-        match build_stage2(vm, tables, pool_pa) {
+        match build_stage2(vm, tables, pool_pa, &own_memory) {
             Ok((vttbr, used)) => {
                 next_table += used;
                 VMS[index].vttbr.store(vttbr, Ordering::Release);
@@ -144,9 +149,16 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
 }
 
 /// Builds `vm`'s stage 2 into `tables` (whose first table is at `pool_pa`): its RAM, Normal
-/// memory. The console frame stays unmapped so every access traps. Returns VTTBR_EL2 and the
-/// number of tables used.
-fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64, usize), &'static str> {
+/// memory. The console frame stays unmapped so every access traps. Then walks the result
+/// and refuses the VM if any translation reaches a range of `excluded` (the hypervisor's own
+/// memory): the validator already keeps VM memory out of it; this checks what was built.
+/// Returns VTTBR_EL2 and the number of tables used.
+fn build_stage2(
+    vm: &Vm<'_>,
+    tables: &mut [Table],
+    pool_pa: u64,
+    excluded: &[(u64, u64)],
+) -> Result<(u64, usize), &'static str> {
     let mut stage2 = Stage2::new(tables, pool_pa).map_err(|_| "no stage-2 tables left")?;
     for region in vm.memory {
         stage2
@@ -158,6 +170,12 @@ fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64,
         stage2
             .map(device.ipa, device.pa, device.size, S2Attrs::DeviceRw)
             .map_err(|_| "device window cannot be mapped")?;
+    }
+    for &(start, end) in excluded {
+        if let Some(ipa) = stage2.first_mapping_into(start, end) {
+            defmt::error!("VM {=str}: IPA {=u64:#x} would reach hypervisor memory {=u64:#x}..{=u64:#x}", vm.name, ipa, start, end);
+            return Err("it maps hypervisor memory");
+        }
     }
     Ok((tessera_core::stage2::vttbr_el2(stage2.root_pa(), vm.vmid as u8), stage2.tables_used()))
 }
@@ -287,6 +305,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         Err(_) => defmt::error!("CPU {=usize}: no redistributor for MPIDR {=u64:#x}", cpu, mpidr),
     }
     tessera_arch::gic_cpu::init_cpu_interface();
+    tessera_arch::guest::init_cpu_traps();
     if !tessera_arch::pmu::init_el2_counter() {
         defmt::warn!("CPU {=usize}: no PMU event counter; TESSERA_STATS reads 0", cpu);
     }
@@ -465,9 +484,10 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
             regs.elr = regs.elr.wrapping_add(4);
         }
         Exit::SysReg(access) => {
-            // Trapped by TIDCP/TACR/TSW: implementation-defined and auxiliary registers read
-            // as zero and ignore writes; set/way cache maintenance is a no-op (the guest's
-            // memory is always coherent: stage 2 makes it Normal write-back).
+            // Trapped by TIDCP/TACR/TSW (HCR_EL2), TDA/TDOSA/TDRA/TPMS/TTRF (MDCR_EL2) or TTA
+            // (CPTR_EL2): implementation-defined, auxiliary, debug, profiling and trace
+            // registers read as zero and ignore writes; set/way cache maintenance is a no-op
+            // (the guest's memory is always coherent: stage 2 makes it Normal write-back).
             if access.read && access.rt < 31 {
                 regs.x[access.rt as usize] = 0;
             }
