@@ -54,38 +54,30 @@ pub struct CpuState {
     pub sp: u64,
 }
 
-/// A fixed-size line buffer (no heap, no `core::fmt`: the report must run on an emergency
-/// stack and fit the image budget). Text beyond its size is cut.
-struct Line {
-    bytes: [u8; 192],
-    len: usize,
+/// Writes pieces of the report straight through (no buffer, no `core::fmt`: the report runs
+/// on an emergency stack and must fit the image budget).
+struct Report<'o, O: FnMut(&[u8])> {
+    out: &'o mut O,
 }
 
-impl Line {
-    fn new() -> Self {
-        let mut line = Self { bytes: [0; 192], len: 0 };
-        line.text("\r\n[hv] FATAL: ");
-        line
-    }
-
-    fn byte(&mut self, byte: u8) {
-        if self.len < self.bytes.len() - 2 {
-            self.bytes[self.len] = byte;
-            self.len += 1;
-        }
-    }
-
+impl<O: FnMut(&[u8])> Report<'_, O> {
     fn text(&mut self, text: &str) -> &mut Self {
-        text.bytes().for_each(|byte| self.byte(byte));
+        (self.out)(text.as_bytes());
         self
     }
 
+    /// Starts a `[hv] FATAL:` line (on a line of its own, whatever the console was doing).
+    fn line(&mut self) -> &mut Self {
+        self.text("\r\n[hv] FATAL: ")
+    }
+
     fn hex(&mut self, value: u64) -> &mut Self {
-        self.text("0x");
-        let digits = (64 - value.leading_zeros()).div_ceil(4).max(1);
-        for shift in (0..digits).rev() {
-            self.byte(b"0123456789abcdef"[((value >> (shift * 4)) & 0xf) as usize]);
+        let mut digits = *b"0x0000000000000000";
+        let count = (64 - value.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (at, digit) in digits[2..2 + count].iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((value >> (4 * (count - 1 - at))) & 0xf) as usize];
         }
+        (self.out)(&digits[..2 + count]);
         self
     }
 
@@ -101,44 +93,32 @@ impl Line {
                 break;
             }
         }
-        digits[at..].iter().for_each(|&digit| self.byte(digit));
+        (self.out)(&digits[at..]);
         self
-    }
-
-    fn emit(&mut self, out: &mut impl FnMut(&[u8])) {
-        out(&self.bytes[..self.len]);
-        *self = Self::new();
     }
 }
 
 /// Writes the report (three `[hv] FATAL:` lines) through `out`. Pure, host-tested.
 pub fn report(reason: &Reason<'_>, state: &CpuState, out: &mut impl FnMut(&[u8])) {
-    let mut line = Line::new();
+    let mut r = Report { out };
+    let cpu = state.cpu as u64;
+    r.line();
     match *reason {
-        Reason::Panic { message, file, line: number } => {
-            line.text("hypervisor panic on CPU ").decimal(state.cpu as u64).text(": ").text(message);
-            line.text(" at ").text(file).text(":").decimal(u64::from(number));
+        Reason::Panic { message, file, line } => {
+            r.text("hypervisor panic on CPU ").decimal(cpu).text(": ").text(message);
+            r.text(" at ").text(file).text(":").decimal(u64::from(line));
         }
         Reason::Exception { kind, stack_overflow } => {
-            let what = match kind {
-                0 => "synchronous exception",
-                1 => "IRQ",
-                2 => "FIQ",
-                _ => "SError",
-            };
-            line.text("hypervisor ").text(what).text(" at EL2 on CPU ").decimal(state.cpu as u64);
+            let what = ["synchronous exception", "IRQ", "FIQ", "SError"][kind.min(3) as usize];
+            r.text("hypervisor ").text(what).text(" at EL2 on CPU ").decimal(cpu);
             if stack_overflow {
-                line.text(": stack overflow");
+                r.text(": stack overflow");
             }
         }
     }
-    line.emit(out);
-    line.text("CPU ").decimal(state.cpu as u64);
-    line.text(" ESR_EL2=").hex(state.esr).text(" FAR_EL2=").hex(state.far);
-    line.text(" ELR_EL2=").hex(state.elr).text(" SPSR_EL2=").hex(state.spsr).text(" SP=").hex(state.sp);
-    line.emit(out);
-    line.text("all CPUs halted\r\n");
-    line.emit(out);
+    r.line().text("CPU ").decimal(cpu).text(" ESR_EL2=").hex(state.esr).text(" FAR_EL2=").hex(state.far);
+    r.text(" ELR_EL2=").hex(state.elr).text(" SPSR_EL2=").hex(state.spsr).text(" SP=").hex(state.sp);
+    r.line().text("all CPUs halted\r\n");
 }
 
 /// Stops the system: halts the others, reports, halts this CPU. Never returns.
@@ -154,12 +134,11 @@ pub fn fail_stop(reason: &Reason<'_>, state: &CpuState) -> ! {
     }
     match *reason {
         Reason::Panic { message, file, line } => {
-            defmt::error!("hypervisor panic on CPU {=usize}: {=str} at {=str}:{=u32}", state.cpu, message, file, line)
+            defmt::error!("hypervisor panic: {=str} at {=str}:{=u32}", message, file, line)
         }
-        Reason::Exception { kind, stack_overflow } => defmt::error!(
-            "hypervisor exception (kind {=u64}) at EL2 on CPU {=usize}; stack overflow: {=bool}",
-            kind, state.cpu, stack_overflow
-        ),
+        Reason::Exception { kind, stack_overflow } => {
+            defmt::error!("hypervisor exception (kind {=u64}) at EL2; stack overflow: {=bool}", kind, stack_overflow)
+        }
     }
     defmt::error!(
         "CPU {=usize} ESR_EL2={=u64:#x} FAR_EL2={=u64:#x} ELR_EL2={=u64:#x} SPSR_EL2={=u64:#x} SP={=u64:#x}; all CPUs halted",
@@ -205,42 +184,37 @@ pub fn halt_here() -> ! {
 mod tests {
     use super::*;
 
-    fn lines(reason: Reason<'_>) -> Vec<String> {
-        let state = CpuState { cpu: 1, esr: 0x9600_0047, far: 0x4029_f008, elr: 0x4020_1234, spsr: 0x3c9, sp: 0x4029_f010 };
-        let mut out = Vec::new();
-        report(&reason, &state, &mut |bytes| out.push(String::from_utf8(bytes.to_vec()).unwrap()));
+    fn text(reason: Reason<'_>) -> String {
+        let state = CpuState { cpu: 1, esr: 0x9600_0047, far: 0x4029_f008, elr: 0x4020_1234, spsr: 0x3c9, sp: 0 };
+        let mut out = String::new();
+        report(&reason, &state, &mut |bytes| out.push_str(core::str::from_utf8(bytes).unwrap()));
         out
     }
 
     #[test]
     fn panic_report_names_message_location_and_registers() {
-        let out = lines(Reason::Panic { message: "boom", file: "hv/kernel/src/run.rs", line: 42 });
         assert_eq!(
-            out,
-            [
-                "\r\n[hv] FATAL: hypervisor panic on CPU 1: boom at hv/kernel/src/run.rs:42",
-                "\r\n[hv] FATAL: CPU 1 ESR_EL2=0x96000047 FAR_EL2=0x4029f008 ELR_EL2=0x40201234 SPSR_EL2=0x3c9 SP=0x4029f010",
-                "\r\n[hv] FATAL: all CPUs halted\r\n",
-            ]
+            text(Reason::Panic { message: "boom", file: "hv/kernel/src/run.rs", line: 42 }),
+            "\r\n[hv] FATAL: hypervisor panic on CPU 1: boom at hv/kernel/src/run.rs:42\
+             \r\n[hv] FATAL: CPU 1 ESR_EL2=0x96000047 FAR_EL2=0x4029f008 ELR_EL2=0x40201234 SPSR_EL2=0x3c9 SP=0x0\
+             \r\n[hv] FATAL: all CPUs halted\r\n"
         );
     }
 
     #[test]
     fn exception_report_says_stack_overflow() {
-        let out = lines(Reason::Exception { kind: 0, stack_overflow: true });
-        assert_eq!(out[0], "\r\n[hv] FATAL: hypervisor synchronous exception at EL2 on CPU 1: stack overflow");
-        let out = lines(Reason::Exception { kind: 3, stack_overflow: false });
-        assert_eq!(out[0], "\r\n[hv] FATAL: hypervisor SError at EL2 on CPU 1");
+        let out = text(Reason::Exception { kind: 0, stack_overflow: true });
+        assert!(out.starts_with("\r\n[hv] FATAL: hypervisor synchronous exception at EL2 on CPU 1: stack overflow\r\n"), "{out}");
+        let out = text(Reason::Exception { kind: 7, stack_overflow: false });
+        assert!(out.starts_with("\r\n[hv] FATAL: hypervisor SError at EL2 on CPU 1\r\n"), "{out}");
     }
 
     #[test]
-    fn long_text_is_cut_not_overflowed() {
-        let long = "x".repeat(1000);
-        let out = lines(Reason::Panic { message: &long, file: "f", line: 0 });
-        assert!(out[0].len() <= 190, "{}", out[0].len());
-        let mut line = Line::new();
-        line.hex(0).text(" ").hex(u64::MAX).text(" ").decimal(0).text(" ").decimal(u64::MAX);
-        let text = core::str::from_utf8(&line.bytes[..line.len]).unwrap().to_string();
-        assert!(text.ends_with("0x0 0xffffffffffffffff 0 18446744073709551615"), "{text}");
+    fn numbers_at_their_extremes() {
+        let mut out = Vec::new();
+        let mut push = |bytes: &[u8]| out.extend_from_slice(bytes);
+        let mut r = Report { out: &mut push };
+        r.hex(0).text(" ").hex(u64::MAX).text(" ").decimal(0).text(" ").decimal(u64::MAX);
+        assert_eq!(String::from_utf8(out).unwrap(), "0x0 0xffffffffffffffff 0 18446744073709551615");
     }
 }
