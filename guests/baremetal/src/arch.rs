@@ -259,6 +259,39 @@ read_sysreg!(mpidr_el1, "mpidr_el1");
 read_sysreg!(current_el_raw, "CurrentEL");
 read_sysreg!(cntfrq_el0, "cntfrq_el0");
 
+/// Programs hardware breakpoint 0 at `address` (DBGBVR0_EL1; DBGBCR0_EL1 = enabled, EL1,
+/// all byte lanes: 0x1e3) and unlocks the OS lock (OSLAR_EL1 = 0), then reads back
+/// DBGBVR0_EL1, DBGBCR0_EL1, MDSCR_EL1, OSLSR_EL1 and MDRAR_EL1. MDSCR_EL1.MDE stays as it
+/// is, so the breakpoint cannot fire. Under Tessera every one of these traps (MDCR_EL2.TDA,
+/// TDOSA, TDRA) and reads as zero.
+pub fn debug_registers(address: u64) -> [u64; 5] {
+    let (bvr, bcr, mdscr, oslsr, mdrar): (u64, u64, u64, u64, u64);
+    // SAFETY: debug register accesses only; with MDSCR_EL1.MDE unchanged (0 after reset)
+    // breakpoint 0 generates no debug exception.
+    unsafe {
+        asm!(
+            "msr dbgbvr0_el1, {address}",
+            "msr dbgbcr0_el1, {control}",
+            "msr oslar_el1, xzr",
+            "isb",
+            "mrs {bvr}, dbgbvr0_el1",
+            "mrs {bcr}, dbgbcr0_el1",
+            "mrs {mdscr}, mdscr_el1",
+            "mrs {oslsr}, oslsr_el1",
+            "mrs {mdrar}, mdrar_el1",
+            address = in(reg) address,
+            control = in(reg) 0x1e3u64,
+            bvr = out(reg) bvr,
+            bcr = out(reg) bcr,
+            mdscr = out(reg) mdscr,
+            oslsr = out(reg) oslsr,
+            mdrar = out(reg) mdrar,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    [bvr, bcr, mdscr, oslsr, mdrar]
+}
+
 /// The current exception level (CurrentEL.EL, bits 3:2).
 pub fn current_el() -> u64 {
     (current_el_raw() >> 2) & 3

@@ -10,6 +10,7 @@ pub const HELP: &[&str] = &[
     "poke <hex> [hex]  32-bit store (default value 0), then 'poke done'",
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
+    "debug <hex>       set hardware breakpoint 0 there, print the debug registers read back",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
     "help              this text",
 ];
@@ -30,6 +31,9 @@ pub enum Command<'a> {
     },
     Hvc {
         function: u32,
+    },
+    Debug {
+        address: u64,
     },
     Help,
     Jitter,
@@ -68,6 +72,10 @@ impl<'a> Command<'a> {
             }
             "peek" => match (first.and_then(hex::parse_u64), second, extra) {
                 (Some(address), None, false) => Command::Peek { address },
+                _ => Command::Usage(usage(name)),
+            },
+            "debug" => match (first.and_then(hex::parse_u64), second, extra) {
+                (Some(address), None, false) => Command::Debug { address },
                 _ => Command::Usage(usage(name)),
             },
             "hvc" => match (first.and_then(hex::parse_u64), second, extra) {
@@ -128,6 +136,7 @@ mod tests {
                 address: 0x900_0018
             }
         );
+        assert_eq!(Command::parse("debug 40200000"), Command::Debug { address: 0x4020_0000 });
         assert_eq!(
             Command::parse("hvc 84000000"),
             Command::Hvc {
@@ -149,6 +158,8 @@ mod tests {
             "peek 1 2",
             "hvc",
             "hvc 0x100000000",
+            "debug",
+            "debug 1 2",
         ] {
             let parsed = Command::parse(line);
             let name = line.split(' ').next().unwrap();

@@ -538,6 +538,10 @@ impl Shell<'_> {
                 let x0 = arch::smccc(Conduit::Hvc, function, 0, 0, 0);
                 say!("hvc {function:#x} -> x0={x0:#x}");
             }
+            Command::Debug { address } => {
+                let [bvr, bcr, mdscr, oslsr, mdrar] = arch::debug_registers(address);
+                say!("debug bvr0={bvr:#x} bcr0={bcr:#x} mdscr={mdscr:#x} oslsr={oslsr:#x} mdrar={mdrar:#x}");
+            }
             Command::Jitter => say_jitter(name),
             Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
             Command::Usage(usage) => say!("usage: {usage}"),

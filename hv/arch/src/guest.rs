@@ -29,19 +29,18 @@ pub enum ExitKind {
 
 /// HCR_EL2 for a guest (DDI 0487 D23.2.53; every bit and why: docs/threat-model.md):
 /// stage 2 on (VM), set/way invalidation upgraded (SWIO), stage-1 walks that hit device memory
-/// fault (PTW), physical IRQ/FIQ/SError to EL2 (IMO/FMO/AMO), EL1 TLB and I-cache maintenance
-/// broadcast inner shareable (FB) and barriers upgraded to inner shareable (BSU = 0b01), so a
-/// vCPU that moves between CPUs finds no stale entry, SMC trapped (TSC), implementation-defined
-/// registers trapped (TIDCP), set/way cache maintenance trapped (TSW), auxiliary control
-/// trapped (TACR), EL1 is AArch64 (RW).
+/// fault (PTW), physical IRQ/FIQ/SError to EL2 (IMO/FMO/AMO), SMC trapped (TSC),
+/// implementation-defined registers trapped (TIDCP), set/way cache maintenance trapped (TSW),
+/// auxiliary control trapped (TACR), EL1 is AArch64 (RW). FB and BSU stay 0: every vCPU is
+/// pinned to one physical CPU, so a guest's local TLB maintenance and barriers are exactly as
+/// local as it thinks (and a forced broadcast would cost every other CPU, other VMs' too). A
+/// scheduler that moves a vCPU between CPUs must set them or invalidate on the move.
 pub const HCR_GUEST: u64 = (1 << 0)
     | (1 << 1)
     | (1 << 2)
     | (1 << 3)
     | (1 << 4)
     | (1 << 5)
-    | (1 << 9)
-    | (1 << 10)
     | (1 << 19)
     | (1 << 20)
     | (1 << 21)
@@ -229,8 +228,10 @@ mod tests {
 
     #[test]
     fn hcr_guest_bits() {
-        // VM, SWIO, PTW, FMO, IMO, AMO, FB, BSU = inner shareable, TSC, TIDCP, TACR, TSW, RW.
-        assert_eq!(HCR_GUEST, 0x8078_063f);
-        assert_eq!(HCR_GUEST & ((1 << 27) | (1 << 26) | (1 << 30)), 0, "no TGE, TVM, TRVM");
+        // VM, SWIO, PTW, FMO, IMO, AMO, TSC, TIDCP, TACR, TSW, RW.
+        assert_eq!(HCR_GUEST, 0x8078_003f);
+        // No TGE, TVM, TRVM, FB, BSU; no E2H (bit 34).
+        let absent = (1 << 27) | (1 << 26) | (1 << 30) | (1 << 9) | (3 << 10) | (1 << 34);
+        assert_eq!(HCR_GUEST & absent, 0);
     }
 }
