@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hil_tests::{EXPECT_TIMEOUT, QemuOptions, Target, boot_system};
+use hil_tests::{EXPECT_TIMEOUT, QemuOptions, boot_system};
 
 #[test]
 fn traps_debug_registers_read_as_zero_and_ignore_writes() {
@@ -24,9 +24,8 @@ fn traps_debug_registers_read_as_zero_and_ignore_writes() {
     // The VM was neither stopped nor given an abort: it still answers, and beta still beats.
     target.send(b"ping\r").unwrap();
     target.expect_line_from("alpha", "pong alpha", EXPECT_TIMEOUT).unwrap();
-    let beats = target.mark();
+    target.mark();
     target.expect_line_from("beta", "heartbeat", EXPECT_TIMEOUT).unwrap();
-    assert!(beats >= start);
     target.console().assert_absent_from("alpha", "exception", start).unwrap();
     target.console().assert_absent_from("hv", "alpha", start).unwrap();
 }
