@@ -25,8 +25,9 @@ fn boot() -> Qemu {
 }
 
 /// Boots, makes alpha issue `function`, and checks the report's first line contains
-/// `reason`, then that every CPU has stopped. Returns the report's register line.
-fn provoke(function: &str, reason: &str) -> String {
+/// `reason` and the hypervisor log has a line with every word of `logged`, then that every
+/// CPU has stopped. Returns the report's register line.
+fn provoke(function: &str, reason: &str, logged: &[&str]) -> String {
     let mut target = boot();
     target.expect_line_from("alpha", "hello from alpha", EXPECT_TIMEOUT).unwrap();
     target.expect_line_from("beta", "beta: heartbeat 2", EXPECT_TIMEOUT).unwrap();
@@ -40,6 +41,8 @@ fn provoke(function: &str, reason: &str) -> String {
         assert!(registers.contains(register), "{register} in {registers}");
     }
     target.expect_line_from("hv", "FATAL: all CPUs halted", EXPECT_TIMEOUT).unwrap();
+    target.expect_hv_log(0, logged, EXPECT_TIMEOUT).unwrap();
+    target.expect_hv_log(0, &["ESR_EL2=0x", "SP=0x", "all CPUs halted"], EXPECT_TIMEOUT).unwrap();
 
     // Every CPU stops: beta (on CPU 1) prints nothing more, nothing reboots, and the
     // machine does not power off by itself either.
@@ -54,13 +57,21 @@ fn provoke(function: &str, reason: &str) -> String {
 
 #[test]
 fn fail_stop_panic_reports_and_halts_every_cpu() {
-    let registers = provoke("c600ff00", "panic on CPU 0: fault-test: deliberate panic at hv/kernel/src/run.rs:");
+    let registers = provoke(
+        "c600ff00",
+        "panic on CPU 0: fault-test: deliberate panic at hv/kernel/src/run.rs:",
+        &["hypervisor panic", "fault-test: deliberate panic"],
+    );
     assert!(!registers.contains("SP=0x0 "), "{registers}");
 }
 
 #[test]
 fn fail_stop_stack_overflow_hits_the_guard_page_and_halts_every_cpu() {
-    let registers = provoke("c600ff01", "synchronous exception at EL2 on CPU 0: stack overflow");
+    let registers = provoke(
+        "c600ff01",
+        "synchronous exception at EL2 on CPU 0: stack overflow",
+        &["hypervisor exception", "stack overflow: true"],
+    );
     // A data abort taken at EL2 (EC 0x25) on the guard page.
     let esr = registers.split("ESR_EL2=0x").nth(1).unwrap().split(' ').next().unwrap();
     let esr = u64::from_str_radix(esr, 16).unwrap();
