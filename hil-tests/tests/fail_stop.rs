@@ -42,7 +42,9 @@ fn provoke(function: &str, reason: &str, logged: &[&str]) -> String {
     }
     target.expect_line_from("hv", "FATAL: all CPUs halted", EXPECT_TIMEOUT).unwrap();
     target.expect_hv_log(0, logged, EXPECT_TIMEOUT).unwrap();
-    target.expect_hv_log(0, &["ESR_EL2=0x", "SP=0x", "all CPUs halted"], EXPECT_TIMEOUT).unwrap();
+    target
+        .expect_hv_log(0, &["on CPU 0", "ESR_EL2, FAR_EL2, ELR_EL2, SPSR_EL2, SP = [0x", "all CPUs halted"], EXPECT_TIMEOUT)
+        .unwrap();
 
     // Every CPU stops: beta (on CPU 1) prints nothing more, nothing reboots, and the
     // machine does not power off by itself either.
@@ -60,7 +62,7 @@ fn fail_stop_panic_reports_and_halts_every_cpu() {
     let registers = provoke(
         "c600ff00",
         "panic on CPU 0: fault-test: deliberate panic at hv/kernel/src/run.rs:",
-        &["hypervisor panic", "fault-test: deliberate panic"],
+        &["hypervisor failed", "fault-test: deliberate panic", "stack overflow: false"],
     );
     assert!(!registers.contains("SP=0x0 "), "{registers}");
 }
@@ -70,7 +72,7 @@ fn fail_stop_stack_overflow_hits_the_guard_page_and_halts_every_cpu() {
     let registers = provoke(
         "c600ff01",
         "synchronous exception at EL2 on CPU 0: stack overflow",
-        &["hypervisor exception", "stack overflow: true"],
+        &["hypervisor failed", "EL2 exception", "stack overflow: true"],
     );
     // A data abort taken at EL2 (EC 0x25) on the guard page.
     let esr = registers.split("ESR_EL2=0x").nth(1).unwrap().split(' ').next().unwrap();

@@ -12,6 +12,7 @@ pub const HELP: &[&str] = &[
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
     "debug <hex>       set hardware breakpoint 0 there, print the debug registers read back",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
+    "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
     "help              this text",
 ];
 
@@ -37,6 +38,10 @@ pub enum Command<'a> {
     },
     Help,
     Jitter,
+    /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
+    Wdog {
+        ms: Option<u32>,
+    },
     Unknown(&'a str),
     /// A known command with missing, extra or malformed arguments; holds the usage line.
     Usage(&'static str),
@@ -76,6 +81,14 @@ impl<'a> Command<'a> {
             },
             "debug" => match (first.and_then(hex::parse_u64), second, extra) {
                 (Some(address), None, false) => Command::Debug { address },
+                _ => Command::Usage(usage(name)),
+            },
+            "wdog" => match (first, second) {
+                (Some("stop"), None) => Command::Wdog { ms: None },
+                (Some(text), None) => match crate::hex::parse_decimal_u32(text) {
+                    Some(ms) if ms > 0 => Command::Wdog { ms: Some(ms) },
+                    _ => Command::Usage(usage(name)),
+                },
                 _ => Command::Usage(usage(name)),
             },
             "hvc" => match (first.and_then(hex::parse_u64), second, extra) {
@@ -137,6 +150,8 @@ mod tests {
             }
         );
         assert_eq!(Command::parse("debug 40200000"), Command::Debug { address: 0x4020_0000 });
+        assert_eq!(Command::parse("wdog 100"), Command::Wdog { ms: Some(100) });
+        assert_eq!(Command::parse("wdog stop"), Command::Wdog { ms: None });
         assert_eq!(
             Command::parse("hvc 84000000"),
             Command::Hvc {
@@ -160,6 +175,10 @@ mod tests {
             "hvc 0x100000000",
             "debug",
             "debug 1 2",
+            "wdog",
+            "wdog 0",
+            "wdog 0x10",
+            "wdog 100 200",
         ] {
             let parsed = Command::parse(line);
             let name = line.split(' ').next().unwrap();

@@ -39,7 +39,7 @@ pub enum Reason<'a> {
     /// A Rust panic; `message` is the panic's text when it is a plain string.
     Panic { message: &'a str, file: &'a str, line: u32 },
     /// An exception taken from EL2 (`kind`: 0 synchronous, 1 IRQ, 2 FIQ, 3 SError);
-    /// `stack_overflow` when the faulting address or SP is in a stack guard page.
+    /// `stack_overflow` when the faulting address (FAR_EL2) is in a stack guard page.
     Exception { kind: u64, stack_overflow: bool },
 }
 
@@ -116,8 +116,17 @@ pub fn report(reason: &Reason<'_>, state: &CpuState, out: &mut impl FnMut(&[u8])
             }
         }
     }
-    r.line().text("CPU ").decimal(cpu).text(" ESR_EL2=").hex(state.esr).text(" FAR_EL2=").hex(state.far);
-    r.text(" ELR_EL2=").hex(state.elr).text(" SPSR_EL2=").hex(state.spsr).text(" SP=").hex(state.sp);
+    r.line().text("CPU ").decimal(cpu);
+    let registers = [
+        (" ESR_EL2=", state.esr),
+        (" FAR_EL2=", state.far),
+        (" ELR_EL2=", state.elr),
+        (" SPSR_EL2=", state.spsr),
+        (" SP=", state.sp),
+    ];
+    for (name, value) in registers {
+        r.text(name).hex(value);
+    }
     r.line().text("all CPUs halted\r\n");
 }
 
@@ -132,17 +141,14 @@ pub fn fail_stop(reason: &Reason<'_>, state: &CpuState) -> ! {
     if let Some(write) = console() {
         report(reason, state, &mut |bytes| write(bytes));
     }
-    match *reason {
-        Reason::Panic { message, file, line } => {
-            defmt::error!("hypervisor panic: {=str} at {=str}:{=u32}", message, file, line)
-        }
-        Reason::Exception { kind, stack_overflow } => {
-            defmt::error!("hypervisor exception (kind {=u64}) at EL2; stack overflow: {=bool}", kind, stack_overflow)
-        }
-    }
+    let (what, file, line, stack_overflow) = match *reason {
+        Reason::Panic { message, file, line } => (message, file, line, false),
+        Reason::Exception { stack_overflow, .. } => ("EL2 exception", "", 0, stack_overflow),
+    };
+    let registers = [state.esr, state.far, state.elr, state.spsr, state.sp];
     defmt::error!(
-        "CPU {=usize} ESR_EL2={=u64:#x} FAR_EL2={=u64:#x} ELR_EL2={=u64:#x} SPSR_EL2={=u64:#x} SP={=u64:#x}; all CPUs halted",
-        state.cpu, state.esr, state.far, state.elr, state.spsr, state.sp
+        "hypervisor failed on CPU {=usize}: {=str} {=str}:{=u32} (stack overflow: {=bool}); ESR_EL2, FAR_EL2, ELR_EL2, SPSR_EL2, SP = {=[?]:#x}; all CPUs halted",
+        state.cpu, what, file, line, stack_overflow, &registers[..]
     );
     halt_here()
 }

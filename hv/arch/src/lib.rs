@@ -22,6 +22,7 @@ pub mod mmu;
 pub mod phys;
 pub mod pmu;
 pub mod smccc;
+pub mod timer;
 #[cfg(target_os = "none")]
 mod sync;
 
@@ -100,7 +101,8 @@ mod entry {
     #[unsafe(no_mangle)]
     extern "C" fn tessera_el2_self_fault(sp: u64, kind: u64, esr: u64, elr: u64, far: u64, spsr: u64) -> ! {
         let layout = mmu::layout();
-        let stack_overflow = mmu::in_stack_guard(&layout, far) || mmu::in_stack_guard(&layout, sp);
+        // A push into a guard page faults with FAR_EL2 in it.
+        let stack_overflow = mmu::in_stack_guard(&layout, far);
         let state = fatal::CpuState { cpu: cpu::index(), esr, far, elr, spsr, sp };
         fatal::fail_stop(&fatal::Reason::Exception { kind, stack_overflow }, &state)
     }

@@ -228,22 +228,19 @@ pub fn in_stack_guard(layout: &ImageLayout, address: u64) -> bool {
 /// Maps everything EL2 needs (see the module doc) into `mapper`.
 pub fn build(mapper: &mut Mapper<'_>, ram: &[(u64, u64)], image: &ImageLayout) -> Result<(), MapError> {
     let l = image;
-    mapper.map(l.start, l.text_end, Perm::Text)?;
-    if l.text_end < l.ro_end {
-        mapper.map(l.text_end, l.ro_end, Perm::ReadOnly)?;
-    }
-    if l.ro_end < l.data_end {
-        mapper.map(l.ro_end, l.data_end, Perm::ReadWrite)?;
-    }
-    if l.data_end < l.payload_end {
-        mapper.map(l.data_end, l.payload_end, Perm::ReadOnly)?;
-    }
-    if l.payload_end < l.bss_end {
-        mapper.map(l.payload_end, l.bss_end, Perm::ReadWrite)?;
+    let sections = [
+        (l.start, l.text_end, Perm::Text),
+        (l.text_end, l.ro_end, Perm::ReadOnly),
+        (l.ro_end, l.data_end, Perm::ReadWrite),
+        (l.data_end, l.payload_end, Perm::ReadOnly),
+        (l.payload_end, l.bss_end, Perm::ReadWrite),
+    ];
+    for (start, end, perm) in sections.into_iter().filter(|&(start, end, _)| start < end) {
+        mapper.map(start, end, perm)?;
     }
     for slot in 0..2 * crate::MAX_CPUS {
-        let guard = stack_guard(l.bss_end, slot);
-        mapper.map(guard + KIB4, guard + KIB4 + stack_size(slot), Perm::ReadWrite)?;
+        let stack = stack_guard(l.bss_end, slot) + KIB4;
+        mapper.map(stack, stack + stack_size(slot), Perm::ReadWrite)?;
     }
     // RAM outside the image, then the low 4 GiB outside RAM.
     for &(base, size) in ram {
