@@ -52,6 +52,9 @@ pub struct VmDesc {
     pub sub_page: SubPage,
     /// `device@N` children: raw windows and SPIs with no board node.
     pub raw_devices: Vec<DeviceDesc>,
+    /// `test-probe-targets;`: an isolation test guest is told the physical ranges to aim at
+    /// (`/chosen/tessera,probe-targets`). Test systems only.
+    pub probe_targets: bool,
 }
 
 /// `sub-page = "reject" | "trap"`.
@@ -233,6 +236,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         Some("trap") => SubPage::Trap,
         Some(other) => return Err(props.bad_value("sub-page", other, "\"reject\" or \"trap\"")),
     };
+    let probe_targets = props.flag("test-probe-targets")?;
     props.finish()?;
 
     let mut memory = Vec::new();
@@ -284,6 +288,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         dma_unrestricted,
         sub_page,
         raw_devices,
+        probe_targets,
     })
 }
 
@@ -436,6 +441,15 @@ impl<'a> Props<'a> {
             property: name.into(),
         })?;
         Ok(Some(text.to_owned()))
+    }
+
+    /// A boolean property: present and empty (`name;`) is true, absent is false.
+    fn flag(&mut self, name: &str) -> Result<bool> {
+        match self.take(name) {
+            None => Ok(false),
+            Some([]) => Ok(true),
+            Some(value) => Err(self.bad_cells(name, "no value (`name;`)", value.len())),
+        }
     }
 
     fn required_string(&mut self, name: &'static str) -> Result<String> {
