@@ -6,6 +6,7 @@
 //! | `smp` | `1` (or `0`) | start every other CPU in the DT with PSCI CPU_ON |
 //! | `poke` | hex address | one 32-bit store there at boot (fault test) |
 //! | `rt` | `1` (or `0`) | take interrupts: heartbeat from the virtual timer, UART RX interrupt |
+//! | `canary` | `1` (or `0`) | fill free RAM with a pattern and checksum RAM (`status`): the isolation tests' victim |
 //!
 //! Unknown keys and bad values are reported through a callback and otherwise ignored, so a
 //! typo never stops the guest from booting.
@@ -22,6 +23,8 @@ pub struct Bootargs {
     pub poke: Option<u64>,
     /// Real-time mode: GICv3, virtual-timer heartbeat, interrupt-driven console.
     pub rt: bool,
+    /// Victim mode: fill free RAM with a pattern at boot; `status` checksums RAM.
+    pub canary: bool,
 }
 
 /// Why one bootargs word was ignored.
@@ -78,6 +81,13 @@ impl Bootargs {
                     }
                     None => false,
                 },
+                "canary" => match flag(value) {
+                    Some(on) => {
+                        args.canary = on;
+                        true
+                    }
+                    None => false,
+                },
                 "poke" => match hex::parse_u64(value) {
                     Some(address) => {
                         args.poke = Some(address);
@@ -126,7 +136,7 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1");
+        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 canary=1");
         assert!(problems.is_empty());
         assert_eq!(
             args,
@@ -135,13 +145,14 @@ mod tests {
                 smp: true,
                 poke: Some(0x1000_0000),
                 rt: true,
+                canary: true,
             }
         );
     }
 
     #[test]
     fn later_words_override_and_zero_disables() {
-        let (args, _) = parse("heartbeat=100 smp=1 rt=1 heartbeat=0 smp=0 rt=0");
+        let (args, _) = parse("heartbeat=100 smp=1 rt=1 canary=1 heartbeat=0 smp=0 rt=0 canary=0");
         assert_eq!(args, Bootargs::default());
     }
 

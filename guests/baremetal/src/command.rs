@@ -11,6 +11,7 @@ pub const HELP: &[&str] = &[
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
+    "status            RAM checksum (canary=1), heartbeats, lateness, unexpected interrupts",
     "help              this text",
 ];
 
@@ -33,6 +34,7 @@ pub enum Command<'a> {
     },
     Help,
     Jitter,
+    Status,
     Unknown(&'a str),
     /// A known command with missing, extra or malformed arguments; holds the usage line.
     Usage(&'static str),
@@ -54,7 +56,8 @@ impl<'a> Command<'a> {
             "reset" if no_args => Command::Reset,
             "help" if no_args => Command::Help,
             "jitter" if no_args => Command::Jitter,
-            "ping" | "off" | "reset" | "help" | "jitter" => Command::Usage(usage(name)),
+            "status" if no_args => Command::Status,
+            "ping" | "off" | "reset" | "help" | "jitter" | "status" => Command::Usage(usage(name)),
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {
@@ -104,6 +107,7 @@ mod tests {
         assert_eq!(Command::parse("reset"), Command::Reset);
         assert_eq!(Command::parse("help"), Command::Help);
         assert_eq!(Command::parse("jitter"), Command::Jitter);
+        assert_eq!(Command::parse("status"), Command::Status);
     }
 
     #[test]
@@ -141,6 +145,7 @@ mod tests {
         for line in [
             "ping 1",
             "jitter now",
+            "status 1",
             "poke",
             "poke xyz",
             "poke 0x1 0x100000000",

@@ -17,6 +17,7 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use tessera_guest_baremetal::bootargs::Bootargs;
+use tessera_guest_baremetal::canary::{self, Checksum};
 use tessera_guest_baremetal::command::{Command, HELP};
 use tessera_guest_baremetal::dt::{self, Conduit, MAX_CPUS, Platform};
 use tessera_guest_baremetal::gic::{self, Interrupt, Trigger};
@@ -43,6 +44,8 @@ static CPU_UP_TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 static FREQUENCY: AtomicU64 = AtomicU64::new(0);
 /// What the IRQ handler and the console loop share (rt mode; the statistics in both modes).
 static RT: IrqCell<RtState> = IrqCell::new(RtState::new());
+/// Victim mode (`canary=1`): the RAM layout checksummed, and its checksum right after the fill.
+static CANARY: IrqCell<Option<(canary::Layout, u64)>> = IrqCell::new(None);
 
 /// The interrupt side of the guest.
 struct RtState {
@@ -65,6 +68,9 @@ struct RtState {
     /// can drop its line and the guest has no driver for it.
     other_irqs: u64,
     last_other_irq: u32,
+    /// SGIs and PPIs other than the timer's: nobody in this guest sends them, so each one
+    /// came from outside (an isolation test counts them).
+    unexpected_irqs: u64,
 }
 
 impl RtState {
@@ -82,6 +88,7 @@ impl RtState {
             distributor: 0,
             other_irqs: 0,
             last_other_irq: 0,
+            unexpected_irqs: 0,
         }
     }
 
@@ -150,6 +157,8 @@ pub(crate) fn interrupt(entry_count: u64) -> bool {
                 arch::poke(icenabler, 1 << (intid % 32));
                 state.other_irqs += 1;
                 state.last_other_irq = intid;
+            } else {
+                state.unexpected_irqs += 1;
             }
             icc::end_of_interrupt(intid);
         }
@@ -213,6 +222,9 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
     if let Some(address) = args.poke {
         say!("{name}: boot poke {address:#x}");
         poke(address, 0);
+    }
+    if args.canary {
+        fill_canary(&platform, dtb_address, blob.len() as u64);
     }
     if args.smp {
         start_secondaries(&platform);
@@ -291,6 +303,55 @@ fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
     });
     arch::irq_enable();
     Some(uart_intid.is_some())
+}
+
+/// Victim mode: fills the RAM outside the image and the device tree with the pattern and
+/// records the checksum of the whole RAM (bar the image's writable part).
+fn fill_canary(platform: &Platform<'_>, dtb_address: u64, dtb_size: u64) {
+    let name = platform.name();
+    let Some((base, size)) = platform.memory else {
+        say!("{name}: canary: no memory in the device tree");
+        return;
+    };
+    let (image_start, data_start, image_end) = arch::image_layout();
+    let layout = canary::Layout {
+        base,
+        size,
+        skip: (data_start, image_end),
+        keep: (dtb_address, dtb_address.saturating_add(dtb_size)),
+    };
+    layout.for_each_word(|address, fill| {
+        if fill && !(image_start..data_start).contains(&address) {
+            arch::write_ram(address, canary::pattern(address - base));
+        }
+    });
+    let checksum = ram_checksum(&layout);
+    CANARY.with(|canary| *canary = Some((layout, checksum)));
+    say!("{name}: canary {base:#x}+{size:#x} checksum={checksum:#018x}");
+}
+
+fn ram_checksum(layout: &canary::Layout) -> u64 {
+    let mut checksum = Checksum::new();
+    layout.for_each_word(|address, _| checksum.add(arch::read_ram(address)));
+    checksum.value()
+}
+
+/// `status`: `<name>: status checksum=… boot=… intact=yes|no|n/a beats=<n> max_late_ns=<ns>
+/// unexpected_irqs=<n>`.
+fn say_status(name: &str) {
+    let (checksum, boot, intact) = match CANARY.with(|canary| *canary) {
+        Some((layout, boot)) => {
+            let now = ram_checksum(&layout);
+            (now, boot, if now == boot { "yes" } else { "no" })
+        }
+        None => (0, 0, "n/a"),
+    };
+    let (beats, stats, unexpected) = RT.with(|state| (state.beats, state.stats, state.unexpected_irqs));
+    let summary = stats.summary(FREQUENCY.load(Ordering::Relaxed));
+    say!(
+        "{name}: status checksum={checksum:#018x} boot={boot:#018x} intact={intact} beats={beats} max_late_ns={} unexpected_irqs={unexpected}",
+        summary.max_ns
+    );
 }
 
 fn hello(platform: &Platform<'_>) {
@@ -445,7 +506,10 @@ fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
             if jitter::is_due(now, due) {
                 beats += 1;
                 // Polled lateness (how long the loop took to notice), for `jitter`.
-                RT.with(|state| state.stats.record(jitter::lateness_ticks(now, due)));
+                RT.with(|state| {
+                    state.stats.record(jitter::lateness_ticks(now, due));
+                    state.beats = beats;
+                });
                 shell.interrupting_line(|| say!("{name}: heartbeat {beats}"));
                 // Skip missed beats rather than bursting to catch up.
                 deadline = Some(jitter::next_deadline(due, period, now));
@@ -539,6 +603,7 @@ impl Shell<'_> {
                 say!("hvc {function:#x} -> x0={x0:#x}");
             }
             Command::Jitter => say_jitter(name),
+            Command::Status => say_status(name),
             Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
             Command::Usage(usage) => say!("usage: {usage}"),
         }
