@@ -71,6 +71,8 @@ struct RtState {
     /// SGIs and PPIs other than the timer's: nobody in this guest sends them, so each one
     /// came from outside (an isolation test counts them).
     unexpected_irqs: u64,
+    /// The latest heartbeat's worst lateness since the last `status` (ticks).
+    window_max_late: u64,
 }
 
 impl RtState {
@@ -89,6 +91,7 @@ impl RtState {
             other_irqs: 0,
             last_other_irq: 0,
             unexpected_irqs: 0,
+            window_max_late: 0,
         }
     }
 
@@ -100,6 +103,7 @@ impl RtState {
         };
         let late = jitter::lateness_ticks(entry_count, self.deadline);
         self.stats.record(late);
+        self.window_max_late = self.window_max_late.max(late);
         self.beats += 1;
         self.last_late = late;
         self.deadline = jitter::next_deadline(self.deadline, period, arch::cntvct_el0());
@@ -337,7 +341,7 @@ fn ram_checksum(layout: &canary::Layout) -> u64 {
 }
 
 /// `status`: `<name>: status checksum=… boot=… intact=yes|no|n/a beats=<n> max_late_ns=<ns>
-/// unexpected_irqs=<n>`.
+/// window_max_late_ns=<ns> unexpected_irqs=<n>`; the window is since the previous `status`.
 fn say_status(name: &str) {
     let (checksum, boot, intact) = match CANARY.with(|canary| *canary) {
         Some((layout, boot)) => {
@@ -346,11 +350,16 @@ fn say_status(name: &str) {
         }
         None => (0, 0, "n/a"),
     };
-    let (beats, stats, unexpected) = RT.with(|state| (state.beats, state.stats, state.unexpected_irqs));
-    let summary = stats.summary(FREQUENCY.load(Ordering::Relaxed));
+    let (beats, stats, window, unexpected) = RT.with(|state| {
+        let window = core::mem::take(&mut state.window_max_late);
+        (state.beats, state.stats, window, state.unexpected_irqs)
+    });
+    let frequency = FREQUENCY.load(Ordering::Relaxed);
+    let summary = stats.summary(frequency);
     say!(
-        "{name}: status checksum={checksum:#018x} boot={boot:#018x} intact={intact} beats={beats} max_late_ns={} unexpected_irqs={unexpected}",
-        summary.max_ns
+        "{name}: status checksum={checksum:#018x} boot={boot:#018x} intact={intact} beats={beats} max_late_ns={} window_max_late_ns={} unexpected_irqs={unexpected}",
+        summary.max_ns,
+        jitter::ticks_to_ns(window, frequency)
     );
 }
 
@@ -507,7 +516,9 @@ fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
                 beats += 1;
                 // Polled lateness (how long the loop took to notice), for `jitter`.
                 RT.with(|state| {
-                    state.stats.record(jitter::lateness_ticks(now, due));
+                    let late = jitter::lateness_ticks(now, due);
+                    state.stats.record(late);
+                    state.window_max_late = state.window_max_late.max(late);
                     state.beats = beats;
                 });
                 shell.interrupting_line(|| say!("{name}: heartbeat {beats}"));
