@@ -61,7 +61,7 @@ pub(crate) fn interrupt(_entry_count: u64) -> bool {
 /// Called by the vector stub: a synchronous exception is a probe's (recorded, instruction
 /// skipped); anything else parks the CPU.
 pub(crate) fn exception(vector: VectorIndex, syndrome: Syndrome) -> bool {
-    if vector.0 % 4 == 0 {
+    if vector.0.is_multiple_of(4) {
         probe::record(syndrome.esr, syndrome.far);
         return true;
     }
@@ -86,6 +86,8 @@ struct Attack<'dt> {
     console_intid: Option<u32>,
     timer_intid: u32,
     vcpus: u64,
+    /// A device window of its own whose every access is a bus error (bootargs).
+    error_device: Option<u64>,
     tally: Tally,
 }
 
@@ -127,6 +129,7 @@ extern "C" fn primary_main(dtb_address: u64, _boot_count: u64) -> ! {
         console_intid: platform.uart_interrupt.map(|i| i.intid),
         timer_intid: platform.virtual_timer.map_or(27, |i| i.intid),
         vcpus: platform.cpu_count().max(1) as u64,
+        error_device: tessera_guest_attack::error_device(platform.bootargs),
         tally: Tally::default(),
     };
     say!(
@@ -621,6 +624,49 @@ impl Attack<'_> {
             }
             let outcome = attempt(|| probe::load_pair(address));
             self.must_fault("abort", format_args!("ldp {} {address:#x}", target.name), outcome);
+        }
+        // Its own device answering with a bus error: the external abort must stay in the VM
+        // (taken at EL1 as a synchronous external abort; the hypervisor and the victim go on).
+        if let Some(device) = self.error_device {
+            let outcome = attempt(|| {
+                probe::store32(device, PATTERN);
+                0
+            });
+            self.must_fault("abort", format_args!("w error-device {device:#x}"), outcome);
+            let outcome = attempt(|| probe::load32(device));
+            self.must_fault("abort", format_args!("r error-device {device:#x}"), outcome);
+        }
+        // Instruction fetches outside the VM: address 0 (flash), the console frame, and each
+        // target's first and last page (the hypervisor's code, the other VMs' RAM, devices).
+        let mut fetches = [0u64; 2 + 2 * targets::MAX_TARGETS];
+        fetches[1] = console;
+        let mut count = 2;
+        for target in targets.as_slice() {
+            if target.range.size != 0 {
+                for address in [target.range.base, target.range.end() - PAGE] {
+                    if !fetches[..count].contains(&address) && count < fetches.len() {
+                        fetches[count] = address;
+                        count += 1;
+                    }
+                }
+            }
+        }
+        for &address in &fetches[..count] {
+            if self.own.iter().any(|r| r.contains(address)) && address != console {
+                continue;
+            }
+            let outcome = attempt(|| probe::execute(address));
+            // An instruction abort (EC 0x21, IFSC 0x10) is the injected one.
+            let injected = matches!(outcome, Outcome::Faulted { esr, .. } if (esr >> 26) & 0x3f == 0x21 && esr & 0x3f == 0x10);
+            match outcome {
+                Outcome::Completed(value) => {
+                    self.report("abort", format_args!("exec {address:#x} value={value:#x}"), Verdict::Escape)
+                }
+                Outcome::Faulted { .. } if injected => self.report("abort", format_args!("exec {address:#x}"), Verdict::Denied),
+                Outcome::Faulted { esr, .. } => {
+                    self.report("abort", format_args!("exec {address:#x} esr={esr:#x}"), Verdict::Denied)
+                }
+            }
         }
     }
 }

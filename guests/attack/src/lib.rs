@@ -12,6 +12,16 @@ pub mod plan;
 pub mod smccc;
 pub mod targets;
 
+/// `error-device=<hex>` in the bootargs: a device window the VM owns where every access
+/// returns a bus error (`dts/systems/qemu-virt/isolation.dts` maps one at an address QEMU
+/// virt leaves unassigned). Other words are ignored.
+pub fn error_device(bootargs: &str) -> Option<u64> {
+    bootargs
+        .split_ascii_whitespace()
+        .find_map(|word| word.strip_prefix("error-device="))
+        .and_then(tessera_guest_baremetal::hex::parse_u64)
+}
+
 /// What one probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -55,6 +65,13 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_device_from_bootargs() {
+        assert_eq!(error_device("quiet error-device=0xa004000"), Some(0xa00_4000));
+        assert_eq!(error_device("error-device=zz"), None);
+        assert_eq!(error_device(""), None);
+    }
 
     #[test]
     fn tally_counts_escapes() {

@@ -88,6 +88,27 @@ pub fn load_pair(address: u64) -> u64 {
     first | second
 }
 
+/// A branch with link to `address`: an instruction fetch outside the VM. The vector returns
+/// an instruction abort to x30, just after the `blr`.
+pub fn execute(address: u64) -> u64 {
+    let value: u64;
+    // SAFETY: fetching from an address outside this VM must abort (the point of the probe);
+    // the vector resumes at x30. x0 is zeroed first and would carry anything a fetched
+    // instruction stream left there if the fetch escaped; every caller-saved register is
+    // declared clobbered, in case foreign code runs.
+    unsafe {
+        asm!(
+            "mov x0, #0",
+            "blr {a}",
+            a = in(reg) address,
+            out("x0") value,
+            clobber_abi("C"),
+            options(nostack)
+        )
+    };
+    value
+}
+
 /// A byte store (the vGIC's distributor takes 32- and 64-bit accesses only, except for the
 /// byte-wide priority and target registers).
 pub fn store8(address: u64, value: u8) {

@@ -205,7 +205,13 @@ extern "C" fn el1_exception(index: u64, frame: &mut Frame) {
         elr: frame.elr,
     };
     if crate::exception(VectorIndex(index), syndrome) {
-        frame.elr = frame.elr.wrapping_add(4);
+        // Resume after the faulting instruction; for an instruction abort (EC 0x21) there is
+        // none to skip, so return to the caller of the branch that got there (x30).
+        frame.elr = if syndrome.exception_class() == 0x21 {
+            frame.x[30]
+        } else {
+            frame.elr.wrapping_add(4)
+        };
     } else {
         park();
     }
