@@ -5,12 +5,12 @@
 //! SMC64, bits 29:24 the owning entity (0..63), bits 15:0 the function number.
 
 /// What Tessera answers (`hv/core/src/psci.rs` `id`, `docs/hvcall.md`): PSCI 1.1, SMCCC 1.1
-/// and its architecture workarounds, and `TESSERA_STATS`. Never probed.
+/// and its architecture workarounds, `TESSERA_STATS` and `TESSERA_WDOG_KICK`. Never probed.
 pub const IMPLEMENTED: &[u32] = &[
     0x8400_0000, 0x8400_0001, 0xC400_0001, 0x8400_0002, 0x8400_0003, 0xC400_0003, 0x8400_0004,
     0xC400_0004, 0x8400_0005, 0xC400_0005, 0x8400_0006, 0x8400_0008, 0x8400_0009, 0x8400_000A,
     0xC400_000E, 0xC400_0012, 0x8000_0000, 0x8000_0001, 0x8000_8000, 0x8000_7FFF, 0x8000_3FFF,
-    0xC600_0001,
+    0xC600_0001, 0xC600_0002,
 ];
 
 /// NOT_SUPPORTED as a 64-bit x0 (DEN 0028: -1).
@@ -20,10 +20,10 @@ const FAST: u32 = 1 << 31;
 const SMC64: u32 = 1 << 30;
 
 /// Edge IDs: yielding calls, the ends of the PSCI and Tessera ranges, the SMC32 twin of
-/// TESSERA_STATS, all ones.
+/// TESSERA_STATS, the first unassigned Tessera call, all ones.
 const EDGES: [u32; 12] = [
     0x0000_0000, 0x0100_0000, 0x3f00_ffff, 0x4000_0000, 0x8400_001f, 0x8400_0020, 0xc400_0020,
-    0x8400_ffff, 0xc600_0000, 0xc600_0002, 0x8600_0001, 0xffff_ffff,
+    0x8400_ffff, 0xc600_0000, 0xc600_0003, 0x8600_0001, 0xffff_ffff,
 ];
 
 /// Pseudo-random IDs after the edges (a fixed LCG, so every run probes the same ones).

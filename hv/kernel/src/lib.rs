@@ -14,6 +14,7 @@ mod console;
 mod run;
 mod vgic;
 mod vm;
+mod watchdog;
 
 use tessera_arch::BootInfo;
 use tessera_config::{Board, System};
