@@ -247,7 +247,7 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
         .heartbeat_ms
         .and_then(|ms| jitter::period_ticks(ms, frequency));
     if args.rt {
-        match start_rt(&platform, heartbeat_ticks) {
+        match start_rt(&platform, heartbeat_ticks, args.canary) {
             Some(uart_interrupt) => run_rt(name, heartbeat_ticks, uart_interrupt),
             None => say!("{name}: rt mode needs a GIC"),
         }
@@ -256,9 +256,10 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
 }
 
 /// Brings up the GIC, the timer PPI and (if the DT has one) the UART SPI, arms the first
-/// heartbeat and unmasks IRQs. `None` if rt mode is not possible (the caller polls instead);
+/// heartbeat and unmasks IRQs. A victim (`canary=1`) also enables its 16 SGIs, so that any
+/// SGI that reaches it is taken and counted (`unexpected_irqs` in `status`). `None` if rt mode is not possible (the caller polls instead);
 /// otherwise whether the UART is interrupt-driven.
-fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
+fn start_rt(platform: &Platform<'_>, period: Option<u64>, listen_sgis: bool) -> Option<bool> {
     let name = platform.name();
     let regions = platform.gic?;
     let mpidr = arch::mpidr_el1() & arch::MPIDR_AFFINITY_MASK;
@@ -284,6 +285,13 @@ fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
     if let Err(error) = gic.enable_ppi(timer) {
         say!("{name}: gic: {error}");
         return None;
+    }
+    if listen_sgis {
+        for intid in 0..gic::FIRST_PPI {
+            if let Err(error) = gic.enable_sgi(intid) {
+                say!("{name}: gic: {error}");
+            }
+        }
     }
     let uart_intid = platform
         .uart_interrupt
