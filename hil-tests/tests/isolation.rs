@@ -24,7 +24,7 @@ const SYSTEM_STOP: &str = "hil-tests/systems/isolation-stop.dts";
 const ATTACKER: &str = "attacker";
 const VICTIM: &str = "victim";
 /// The victim's heartbeat period (`bootargs` in the system): a beat later than this is a gap.
-const HEARTBEAT_NS: u64 = 200_000_000;
+const HEARTBEAT_NS: u64 = 500_000_000;
 const ATTACK_TIMEOUT: Duration = Duration::from_secs(600);
 const HARD_TIMEOUT: Duration = Duration::from_secs(900);
 
