@@ -207,6 +207,11 @@ fn isolation_fault_policy_stop_stops_only_the_attacker() {
     target.send(b"attack mem\r").unwrap();
     let said = target.expect_hv_log(hv_before, &["attacker", "stop"], EXPECT_TIMEOUT).unwrap();
     eprintln!("hv log: {said}");
+    // Exactly one fault: the first probe (a load from address 0).
+    let log = target.hv_log().unwrap();
+    let faults: Vec<&String> = log[hv_before..].iter().filter(|line| line.contains("VM attacker: data abort")).collect();
+    assert_eq!(faults.len(), 1, "the attacker should fault once, then be stopped: {faults:?}");
+    assert!(faults[0].contains("IPA 0x0 (read)"), "{}", faults[0]);
     target.console().expect_count_from(VICTIM, "heartbeat", 3, EXPECT_TIMEOUT).unwrap();
     target.console().assert_absent_from(ATTACKER, "probe mem", start).unwrap();
     target.console().assert_absent_from(ATTACKER, "probes=", start).unwrap();
