@@ -25,8 +25,8 @@ const ATTACKER: &str = "attacker";
 const VICTIM: &str = "victim";
 /// The victim's heartbeat period (`bootargs` in the system): a beat later than this is a gap.
 const HEARTBEAT_NS: u64 = 500_000_000;
-const ATTACK_TIMEOUT: Duration = Duration::from_secs(600);
-const HARD_TIMEOUT: Duration = Duration::from_secs(900);
+const ATTACK_TIMEOUT: Duration = Duration::from_secs(300);
+const HARD_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn boot(dts: &str) -> Box<dyn Target> {
     let options = QemuOptions::default().hard_timeout(HARD_TIMEOUT);
@@ -105,7 +105,7 @@ fn heartbeats(target: &dyn Target, start: usize) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Every probe verdict in the attacker's stream since `start`: (probe text, escaped).
+/// Every probe verdict in a stream of the attacker's output: (probe text, escaped).
 fn verdicts(stream: &str) -> Vec<(String, bool)> {
     stream
         .split("probe ")
