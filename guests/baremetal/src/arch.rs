@@ -205,7 +205,13 @@ extern "C" fn el1_exception(index: u64, frame: &mut Frame) {
         elr: frame.elr,
     };
     if crate::exception(VectorIndex(index), syndrome) {
-        frame.elr = frame.elr.wrapping_add(4);
+        // Resume after the faulting instruction; for an instruction abort (EC 0x21) there is
+        // none to skip, so return to the caller of the branch that got there (x30).
+        frame.elr = if syndrome.exception_class() == 0x21 {
+            frame.x[30]
+        } else {
+            frame.elr.wrapping_add(4)
+        };
     } else {
         park();
     }
@@ -536,6 +542,39 @@ pub fn peek(address: u64) -> u32 {
         asm!("mov {v:x}, #0", "ldr {v:w}, [{a}]", a = in(reg) address, v = out(reg) value, options(nostack, preserves_flags))
     };
     value as u32
+}
+
+unsafe extern "C" {
+    /// `link.ld`: the image's first byte, the start of its writable part (.data, then BSS and
+    /// stacks), and its end.
+    static __image_start: u8;
+    static __data_start: u8;
+    static __image_end: u8;
+}
+
+/// The image's start, the start of its writable part, and its end (addresses = IPAs: the
+/// MMU is off).
+pub fn image_layout() -> (u64, u64, u64) {
+    // Only the symbols' addresses are taken; nothing is read through them.
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__data_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    )
+}
+
+/// A 64-bit load from this guest's own RAM (victim mode's checksum).
+pub fn read_ram(address: u64) -> u64 {
+    // SAFETY: the caller passes an 8-byte aligned address inside the RAM the device tree gave
+    // this guest, outside the image's writable part; a volatile read of it has no side effect.
+    unsafe { core::ptr::read_volatile(address as *const u64) }
+}
+
+/// A 64-bit store to this guest's own free RAM (victim mode's canary).
+pub fn write_ram(address: u64, value: u64) {
+    // SAFETY: the caller passes an 8-byte aligned address inside this guest's RAM that holds
+    // neither the image nor the device tree (`canary::Layout`), so nothing Rust uses changes.
+    unsafe { core::ptr::write_volatile(address as *mut u64, value) }
 }
 
 /// A `&'static str` that the boot CPU publishes before starting the secondaries.

@@ -12,6 +12,7 @@ pub const HELP: &[&str] = &[
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
     "debug <hex>       set hardware breakpoint 0 there, print the debug registers read back",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
+    "status            RAM checksum (canary=1), heartbeats, lateness, unexpected interrupts",
     "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
     "help              this text",
 ];
@@ -38,6 +39,7 @@ pub enum Command<'a> {
     },
     Help,
     Jitter,
+    Status,
     /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
     Wdog {
         ms: Option<u32>,
@@ -63,7 +65,8 @@ impl<'a> Command<'a> {
             "reset" if no_args => Command::Reset,
             "help" if no_args => Command::Help,
             "jitter" if no_args => Command::Jitter,
-            "ping" | "off" | "reset" | "help" | "jitter" => Command::Usage(usage(name)),
+            "status" if no_args => Command::Status,
+            "ping" | "off" | "reset" | "help" | "jitter" | "status" => Command::Usage(usage(name)),
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {
@@ -125,6 +128,7 @@ mod tests {
         assert_eq!(Command::parse("reset"), Command::Reset);
         assert_eq!(Command::parse("help"), Command::Help);
         assert_eq!(Command::parse("jitter"), Command::Jitter);
+        assert_eq!(Command::parse("status"), Command::Status);
     }
 
     #[test]
@@ -165,6 +169,7 @@ mod tests {
         for line in [
             "ping 1",
             "jitter now",
+            "status 1",
             "poke",
             "poke xyz",
             "poke 0x1 0x100000000",

@@ -55,6 +55,12 @@ pub const HCR_GUEST: u64 = (1 << 0)
 const MDCR_TDA: u64 = 1 << 9;
 const MDCR_TDOSA: u64 = 1 << 10;
 const MDCR_TDRA: u64 = 1 << 11;
+/// TPM and TPMCR: trap every PMU register access from EL1/EL0. The architecture hides the
+/// counters at or above HPMN from EL1, but PMCR_EL0.P and the reserved counter's enable and
+/// filter bits are still reachable on some implementations (QEMU 10 shows them), so guests get
+/// no PMU at all: the kernel answers these registers RAZ/WI. Set when a PMU exists.
+const MDCR_TPMCR: u64 = 1 << 5;
+const MDCR_TPM: u64 = 1 << 6;
 /// TPMS: trap the Statistical Profiling Extension's registers (E2PB = 0b00 keeps its buffer
 /// EL2's); only when FEAT_SPE is implemented (RES0 otherwise).
 const MDCR_TPMS: u64 = 1 << 14;
@@ -73,6 +79,9 @@ pub const fn mdcr_traps(dfr0: u64) -> u64 {
     let spe = (dfr0 >> 32) & 0xf;
     let trace_filter = (dfr0 >> 40) & 0xf;
     let mut mdcr = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
+    if pmu_version != 0 && pmu_version != 0xf {
+        mdcr |= MDCR_TPM | MDCR_TPMCR;
+    }
     if pmu_version >= 4 && pmu_version != 0xf {
         mdcr |= MDCR_HPMD;
     }
@@ -217,10 +226,13 @@ mod tests {
     fn debug_registers_always_trap_optional_features_only_when_present() {
         // Cortex-A57: PMUv3 (PMUVer 1), no SPE, no trace filter.
         let a57 = 0x1030_6106;
-        assert_eq!(mdcr_traps(a57), MDCR_TDA | MDCR_TDOSA | MDCR_TDRA);
+        let base = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
+        assert_eq!(mdcr_traps(a57), base | MDCR_TPM | MDCR_TPMCR);
+        // No PMU: nothing to trap.
+        assert_eq!(mdcr_traps(a57 & !(0xf << 8)), base);
         // PMUv3p5, SPE, TRF.
         let modern = (1 << 40) | (1 << 32) | (6 << 8);
-        assert_eq!(mdcr_traps(modern), MDCR_TDA | MDCR_TDOSA | MDCR_TDRA | MDCR_HPMD | MDCR_TPMS | MDCR_TTRF);
+        assert_eq!(mdcr_traps(modern), base | MDCR_TPM | MDCR_TPMCR | MDCR_HPMD | MDCR_TPMS | MDCR_TTRF);
         // An IMPLEMENTATION DEFINED PMU (0xf) is not PMUv3p1.
         assert_eq!(mdcr_traps(0xf << 8) & MDCR_HPMD, 0);
         assert_eq!(mdcr_traps(0) & MDCR_HPMN_MASK, 0);

@@ -52,6 +52,9 @@ pub struct VmDesc {
     pub sub_page: SubPage,
     /// `device@N` children: raw windows and SPIs with no board node.
     pub raw_devices: Vec<DeviceDesc>,
+    /// `test-probe-targets;`: an isolation test guest is told the physical ranges to aim at
+    /// (`/chosen/tessera,probe-targets`). Test systems only.
+    pub probe_targets: bool,
     /// `reset@N` children: reset sequences for devices named in `devices`.
     pub device_resets: Vec<ResetDesc>,
     /// `watchdog-ms`, `watchdog-first-ms` (default: the period), `on-watchdog` (default
@@ -251,6 +254,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         Some("trap") => SubPage::Trap,
         Some(other) => return Err(props.bad_value("sub-page", other, "\"reject\" or \"trap\"")),
     };
+    let probe_targets = props.flag("test-probe-targets")?;
     props.finish()?;
 
     let mut memory = Vec::new();
@@ -304,6 +308,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         dma_unrestricted,
         sub_page,
         raw_devices,
+        probe_targets,
         device_resets,
         watchdog,
     })
@@ -508,6 +513,15 @@ impl<'a> Props<'a> {
             property: name.into(),
         })?;
         Ok(Some(text.to_owned()))
+    }
+
+    /// A boolean property: present and empty (`name;`) is true, absent is false.
+    fn flag(&mut self, name: &str) -> Result<bool> {
+        match self.take(name) {
+            None => Ok(false),
+            Some([]) => Ok(true),
+            Some(value) => Err(self.bad_cells(name, "no value (`name;`)", value.len())),
+        }
     }
 
     fn required_string(&mut self, name: &'static str) -> Result<String> {

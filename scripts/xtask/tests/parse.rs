@@ -159,3 +159,14 @@ fn dtc_errors_carry_dtc_messages() {
         "{error}"
     );
 }
+
+#[test]
+fn probe_targets_is_a_flag() {
+    let (error, message) = Fixture::new("bad-probe-flag").error();
+    assert!(
+        matches!(&error, Error::BadCells { node, property, found_bytes: 4, .. }
+        if node == "/vms/alpha" && property == "test-probe-targets"),
+        "{error:?}"
+    );
+    assert!(message.contains("test-probe-targets"), "{message}");
+}
