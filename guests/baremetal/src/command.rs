@@ -10,8 +10,10 @@ pub const HELP: &[&str] = &[
     "poke <hex> [hex]  32-bit store (default value 0), then 'poke done'",
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
+    "debug <hex>       set hardware breakpoint 0 there, print the debug registers read back",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
     "sched             this VM's RTDS accounting per vCPU (TESSERA_SCHED_STATS)",
+    "status            RAM checksum (canary=1), heartbeats, lateness, unexpected interrupts",
     "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
     "help              this text",
 ];
@@ -33,9 +35,13 @@ pub enum Command<'a> {
     Hvc {
         function: u32,
     },
+    Debug {
+        address: u64,
+    },
     Help,
     Jitter,
     Sched,
+    Status,
     /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
     Wdog {
         ms: Option<u32>,
@@ -62,7 +68,8 @@ impl<'a> Command<'a> {
             "help" if no_args => Command::Help,
             "jitter" if no_args => Command::Jitter,
             "sched" if no_args => Command::Sched,
-            "ping" | "off" | "reset" | "help" | "jitter" | "sched" => Command::Usage(usage(name)),
+            "status" if no_args => Command::Status,
+            "ping" | "off" | "reset" | "help" | "jitter" | "sched" | "status" => Command::Usage(usage(name)),
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {
@@ -76,6 +83,10 @@ impl<'a> Command<'a> {
             }
             "peek" => match (first.and_then(hex::parse_u64), second, extra) {
                 (Some(address), None, false) => Command::Peek { address },
+                _ => Command::Usage(usage(name)),
+            },
+            "debug" => match (first.and_then(hex::parse_u64), second, extra) {
+                (Some(address), None, false) => Command::Debug { address },
                 _ => Command::Usage(usage(name)),
             },
             "wdog" => match (first, second) {
@@ -121,6 +132,7 @@ mod tests {
         assert_eq!(Command::parse("help"), Command::Help);
         assert_eq!(Command::parse("jitter"), Command::Jitter);
         assert_eq!(Command::parse("sched"), Command::Sched);
+        assert_eq!(Command::parse("status"), Command::Status);
     }
 
     #[test]
@@ -145,6 +157,7 @@ mod tests {
                 address: 0x900_0018
             }
         );
+        assert_eq!(Command::parse("debug 40200000"), Command::Debug { address: 0x4020_0000 });
         assert_eq!(Command::parse("wdog 100"), Command::Wdog { ms: Some(100) });
         assert_eq!(Command::parse("wdog stop"), Command::Wdog { ms: None });
         assert_eq!(
@@ -161,6 +174,7 @@ mod tests {
             "ping 1",
             "jitter now",
             "sched 1",
+            "status 1",
             "poke",
             "poke xyz",
             "poke 0x1 0x100000000",
@@ -169,6 +183,8 @@ mod tests {
             "peek 1 2",
             "hvc",
             "hvc 0x100000000",
+            "debug",
+            "debug 1 2",
             "wdog",
             "wdog 0",
             "wdog 0x10",

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)] // one audited exception: `dt::open`
 
 pub mod bootargs;
+pub mod canary;
 pub mod command;
 pub mod dt;
 pub mod gic;

@@ -569,6 +569,53 @@ mod tests {
         assert_eq!(ret::INVALID_ADDRESS as i64, -9);
     }
 
+    /// The only Function Identifiers (w0) the hypervisor may answer with anything but
+    /// NOT_SUPPORTED (TESSERA_WDOG_KICK only for a VM with a watchdog; TESSERA_SCHED_STATS only
+    /// for one of the caller's vCPUs); everything else, in every owning entity's range, is refused here and
+    /// [`Outcome`] has no way to pass a call on to firmware.
+    fn allowed(function: u32) -> bool {
+        IMPLEMENTED.contains(&function)
+            || [id::SMCCC_VERSION, id::SMCCC_ARCH_FEATURES, id::TESSERA_STATS, id::TESSERA_WDOG_KICK, id::TESSERA_SCHED_STATS]
+                .contains(&function)
+    }
+
+    #[test]
+    fn filter_refuses_every_other_service_fast_or_yielding_32_or_64() {
+        let mut answered = 0;
+        // Fast (bit 31) or yielding, SMC64 (bit 30) or SMC32, every owning entity (bits
+        // 29:24: Arm architecture, CPU, SiP, OEM, standard secure, standard hypervisor, vendor
+        // hypervisor, trusted applications and OSes), function numbers 0..0x120.
+        for kind in [0x8000_0000u32, 0xC000_0000, 0x0000_0000, 0x4000_0000] {
+            for entity in 0..64u32 {
+                for number in 0..0x120u32 {
+                    let function = kind | (entity << 24) | number;
+                    let outcome = call(u64::from(function), 0, 0, 0);
+                    if allowed(function) {
+                        answered += 1;
+                    } else {
+                        assert_eq!(outcome, Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]), "{function:#x}");
+                    }
+                }
+            }
+        }
+        assert_eq!(answered, IMPLEMENTED.len() + 5);
+    }
+
+    proptest! {
+        #[test]
+        fn anything_not_allowed_is_not_supported(x0: u64, x1: u64, x2: u64, x3: u64) {
+            prop_assume!(!allowed(x0 as u32));
+            prop_assert_eq!(call(x0, x1, x2, x3), Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]));
+        }
+
+        #[test]
+        fn the_upper_half_of_x0_is_ignored(high: u32, index in 0usize..IMPLEMENTED.len()) {
+            let function = IMPLEMENTED[index];
+            let plain = call(u64::from(function), 1, 0x4020_0000, 3);
+            prop_assert_eq!(call((u64::from(high) << 32) | u64::from(function), 1, 0x4020_0000, 3), plain);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(

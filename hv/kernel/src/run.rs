@@ -61,11 +61,16 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
     tessera_arch::cache::invalidate_guest_tlbs_all();
 
     let mut pool = STAGE2_POOL.lock();
+    // The hypervisor's own memory, which no VM's stage 2 may reach: its region (image,
+    // BSS, stacks), the image as loaded, and the stage-2 pool itself.
+    let pool_range = (pool.as_ptr() as u64, pool.as_ptr() as u64 + core::mem::size_of_val(&*pool) as u64);
+    let hv_region = (system.hv_region.base, system.hv_region.base.saturating_add(system.hv_region.size));
+    let own_memory = [hv_region, (boot.load_base, boot.image_end), pool_range];
     let mut next_table = 0;
     for (index, vm) in system.vms.iter().enumerate() {
         let tables = &mut pool[next_table..];
         let pool_pa = tables.as_ptr() as u64;
-        match build_stage2(vm, tables, pool_pa) {
+        match build_stage2(vm, tables, pool_pa, &own_memory) {
             Ok((vttbr, used)) => {
                 next_table += used;
                 VMS[index].vttbr.store(vttbr, Ordering::Release);
@@ -160,9 +165,16 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
 }
 
 /// Builds `vm`'s stage 2 into `tables` (whose first table is at `pool_pa`): its RAM, Normal
-/// memory. The console frame stays unmapped so every access traps. Returns VTTBR_EL2 and the
-/// number of tables used.
-fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64, usize), &'static str> {
+/// memory. The console frame stays unmapped so every access traps. Then walks the result
+/// and refuses the VM if any translation reaches a range of `excluded` (the hypervisor's own
+/// memory): the validator already keeps VM memory out of it; this checks what was built.
+/// Returns VTTBR_EL2 and the number of tables used.
+fn build_stage2(
+    vm: &Vm<'_>,
+    tables: &mut [Table],
+    pool_pa: u64,
+    excluded: &[(u64, u64)],
+) -> Result<(u64, usize), &'static str> {
     let mut stage2 = Stage2::new(tables, pool_pa).map_err(|_| "no stage-2 tables left")?;
     for region in vm.memory {
         stage2
@@ -174,6 +186,9 @@ fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64,
         stage2
             .map(device.ipa, device.pa, device.size, S2Attrs::DeviceRw)
             .map_err(|_| "device window cannot be mapped")?;
+    }
+    if excluded.iter().any(|&(start, end)| stage2.first_mapping_into(start, end).is_some()) {
+        return Err("it would map hypervisor memory");
     }
     Ok((tessera_core::stage2::vttbr_el2(stage2.root_pa(), vm.vmid as u8), stage2.tables_used()))
 }
@@ -355,13 +370,15 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 // The RTDS scheduler's tick: the EL2 physical timer.
                 ppis |= 1 << platform.board.timer.hyp_phys;
             }
-            if redistributor.init((1 << KICK_SGI) | ppis).is_err() {
+            let sgis = (1 << KICK_SGI) | (1 << tessera_arch::fatal::HALT_SGI);
+            if redistributor.init(sgis | ppis).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
         }
         Err(_) => defmt::error!("CPU {=usize}: no redistributor for MPIDR {=u64:#x}", cpu, mpidr),
     }
     tessera_arch::gic_cpu::init_cpu_interface();
+    tessera_arch::guest::init_cpu_traps();
     if !tessera_arch::pmu::init_el2_counter() {
         defmt::warn!("CPU {=usize}: no PMU event counter; TESSERA_STATS reads 0", cpu);
     }
@@ -415,6 +432,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         // VM's fresh vGIC model.
         loop {
             slot.in_guest.store(true, Ordering::Release);
+            if tessera_arch::fatal::stopping() {
+                tessera_arch::fatal::halt_here();
+            }
             if runtime.generation() != generation || slot.power() != PowerState::On {
                 if runtime.generation() != generation {
                     leave_generation(platform);
@@ -470,6 +490,10 @@ pub(crate) fn handle_interrupts(platform: &Platform, current: Option<(usize, usi
         let intid = tessera_arch::gic_cpu::acknowledge();
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
             return;
+        }
+        if intid == tessera_arch::fatal::HALT_SGI {
+            // Another CPU failed (fail-stop, `tessera_arch::fatal`): stop here for good.
+            tessera_arch::fatal::halt_here();
         }
         tessera_arch::gic_cpu::priority_drop(intid);
         if intid == platform.board.timer.nonsecure_phys {
@@ -571,9 +595,10 @@ pub(crate) fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usiz
             regs.elr = regs.elr.wrapping_add(4);
         }
         Exit::SysReg(access) => {
-            // Trapped by TIDCP/TACR/TSW: implementation-defined and auxiliary registers read
-            // as zero and ignore writes; set/way cache maintenance is a no-op (the guest's
-            // memory is always coherent: stage 2 makes it Normal write-back).
+            // Trapped by TIDCP/TACR/TSW (HCR_EL2), TDA/TDOSA/TDRA/TPMS/TTRF (MDCR_EL2) or TTA
+            // (CPTR_EL2): implementation-defined, auxiliary, debug, profiling and trace
+            // registers read as zero and ignore writes; set/way cache maintenance is a no-op
+            // (the guest's memory is always coherent: stage 2 makes it Normal write-back).
             if access.read && access.rt < 31 {
                 regs.x[access.rt as usize] = 0;
             }
@@ -742,6 +767,8 @@ impl VmView for View<'_> {
 
 fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
+    #[cfg(feature = "fault-test")]
+    fault_test::provoke(regs.x[0]);
     let call = SmcccCall { x: [regs.x[0], regs.x[1], regs.x[2], regs.x[3]] };
     match psci::handle(call, &View { vm, vm_index }) {
         Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
@@ -778,5 +805,36 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
             ExitAction::Stop => stop_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
             ExitAction::Restart => restart_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
         },
+    }
+}
+
+/// Test-only (cargo feature `fault-test`, which no production build enables): hypervisor calls
+/// that make the hypervisor fail, so `hil-tests/tests/fail_stop.rs` can check the fail-stop
+/// path with a real panic and a real stack overflow.
+#[cfg(feature = "fault-test")]
+mod fault_test {
+    /// Panics at EL2.
+    pub const PANIC: u64 = 0xC600_FF00;
+    /// Recurses until the stack runs into its guard page.
+    pub const STACK_OVERFLOW: u64 = 0xC600_FF01;
+
+    pub fn provoke(function: u64) {
+        match function {
+            PANIC => panic!("fault-test: deliberate panic"),
+            STACK_OVERFLOW => {
+                core::hint::black_box(recurse(0));
+            }
+            _ => {}
+        }
+    }
+
+    /// 512 bytes of stack per call, kept alive across the recursive call.
+    #[inline(never)]
+    fn recurse(depth: u64) -> u64 {
+        let frame = core::hint::black_box([depth; 64]);
+        if depth == u64::MAX {
+            return 0;
+        }
+        recurse(depth + 1).wrapping_add(core::hint::black_box(frame)[63])
     }
 }

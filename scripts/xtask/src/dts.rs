@@ -64,6 +64,9 @@ pub struct VmDesc {
     pub raw_devices: Vec<DeviceDesc>,
     /// `budget-us`, `period-us`, `extratime`: for a VM in an rtds pool.
     pub rtds: Option<RtdsParams>,
+    /// `test-probe-targets;`: an isolation test guest is told the physical ranges to aim at
+    /// (`/chosen/tessera,probe-targets`). Test systems only.
+    pub probe_targets: bool,
     /// `reset@N` children: reset sequences for devices named in `devices`.
     pub device_resets: Vec<ResetDesc>,
     /// `watchdog-ms`, `watchdog-first-ms` (default: the period), `on-watchdog` (default
@@ -294,6 +297,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         (None, _) => return Err(props.missing("budget-us")),
         (Some(_), None) => return Err(props.missing("period-us")),
     };
+    let probe_targets = props.flag("test-probe-targets")?;
     props.finish()?;
 
     let mut memory = Vec::new();
@@ -348,6 +352,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         sub_page,
         raw_devices,
         rtds,
+        probe_targets,
         device_resets,
         watchdog,
     })
@@ -554,6 +559,15 @@ impl<'a> Props<'a> {
         Ok(Some(text.to_owned()))
     }
 
+    /// A boolean property: present and empty (`name;`) is true, absent is false.
+    fn flag(&mut self, name: &str) -> Result<bool> {
+        match self.take(name) {
+            None => Ok(false),
+            Some([]) => Ok(true),
+            Some(value) => Err(self.bad_cells(name, "no value (`name;`)", value.len())),
+        }
+    }
+
     fn required_string(&mut self, name: &'static str) -> Result<String> {
         self.string(name)?.ok_or_else(|| self.missing(name))
     }
@@ -622,15 +636,6 @@ impl<'a> Props<'a> {
                 .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
         ))
-    }
-
-    /// A boolean property: present and empty (`extratime;`) is true, absent false.
-    fn flag(&mut self, name: &str) -> Result<bool> {
-        match self.take(name) {
-            None => Ok(false),
-            Some([]) => Ok(true),
-            Some(value) => Err(self.bad_cells(name, "no value (`name;`)", value.len())),
-        }
     }
 
     fn exit_action(&mut self, name: &str, default: ExitAction) -> Result<ExitAction> {

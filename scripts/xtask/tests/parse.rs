@@ -182,3 +182,14 @@ fn budget_without_period() {
     let (_, message) = Fixture::new("rtds-half").error();
     assert_eq!(message, "/vms/beta: missing required property `period-us`");
 }
+
+#[test]
+fn probe_targets_is_a_flag() {
+    let (error, message) = Fixture::new("bad-probe-flag").error();
+    assert!(
+        matches!(&error, Error::BadCells { node, property, found_bytes: 4, .. }
+        if node == "/vms/alpha" && property == "test-probe-targets"),
+        "{error:?}"
+    );
+    assert!(message.contains("test-probe-targets"), "{message}");
+}
