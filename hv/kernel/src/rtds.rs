@@ -33,9 +33,11 @@ const SLOTS: usize = MAX_VCPUS_PER_CPU;
 
 const ZERO_REGS: GuestRegs = GuestRegs { x: [0; 31], elr: 0, spsr: 0, esr: 0, far: 0, hpfar: 0 };
 
-/// One vCPU in a CPU's run queue, with its state while it is not loaded.
+/// One vCPU in a CPU's run queue, with its state while it is not loaded. All-zero is an
+/// empty slot (`present` false), so the per-CPU tables live in BSS.
 #[derive(Clone, Copy)]
 struct Member {
+    present: bool,
     vm_index: usize,
     vcpu_index: usize,
     /// The VM generation this vCPU was started in; `None` while it is off.
@@ -46,19 +48,37 @@ struct Member {
 
 struct CpuSched {
     queue: RtdsCpu<SLOTS>,
-    members: [Option<Member>; SLOTS],
-    /// Counter frequency (Hz), for reporting in microseconds.
+    members: [Member; SLOTS],
+    /// Counter frequency (Hz), for reporting in microseconds (0 until the CPU starts; every
+    /// field starts zero so that `CPUS` lives in BSS, not in the image).
     frequency: u64,
     /// EL2 instructions of the last context switch on this CPU (save, restore, VM controls).
     last_switch_cost: u64,
 }
 
+const EMPTY: Member = Member {
+    present: false,
+    vm_index: 0,
+    vcpu_index: 0,
+    generation: None,
+    regs: ZERO_REGS,
+    context: El1Context::reset(0, 0),
+};
+
 impl CpuSched {
+    fn member(&self, slot: usize) -> Option<&Member> {
+        self.members.get(slot).filter(|m| m.present)
+    }
+
+    fn member_mut(&mut self, slot: usize) -> Option<&mut Member> {
+        self.members.get_mut(slot).filter(|m| m.present)
+    }
+
     const fn new() -> Self {
         Self {
             queue: RtdsCpu::new(),
-            members: [None; SLOTS],
-            frequency: 1,
+            members: [EMPTY; SLOTS],
+            frequency: 0,
             last_switch_cost: 0,
         }
     }
@@ -87,13 +107,14 @@ pub fn run(platform: &'static Platform, cpu: usize) -> ! {
                     defmt::error!("CPU {=usize}: no run-queue slot for VM {=str} vCPU {=usize}", cpu, vm.name, vcpu_index);
                     continue;
                 }
-                sched.members[slot] = Some(Member {
+                sched.members[slot] = Member {
+                    present: true,
                     vm_index,
                     vcpu_index,
                     generation: None,
                     regs: ZERO_REGS,
                     context: El1Context::reset(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1),
-                });
+                };
                 slot += 1;
             }
         }
@@ -124,7 +145,7 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
     let mut sched = CPUS[cpu].lock();
     let sched = &mut *sched;
     for slot in 0..SLOTS {
-        let Some(member) = sched.members[slot].as_mut() else { continue };
+        let Some(member) = sched.members.get_mut(slot).filter(|m| m.present) else { continue };
         let runtime = &VMS[member.vm_index];
         let vcpu_slot = &runtime.vcpus[member.vcpu_index];
         if let Some(generation) = member.generation
@@ -184,7 +205,7 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
     let timers = (0..SLOTS)
         .filter(|&slot| Some(slot) != *loaded && sched.queue.server(slot).is_some_and(|s| s.activity == Activity::Blocked))
         .filter_map(|slot| {
-            let member = sched.members[slot].as_ref()?;
+            let member = sched.member(slot)?;
             member.context.timer_deadline(VMS[member.vm_index].cntvoff.load(Ordering::Acquire))
         })
         .min();
@@ -193,10 +214,10 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
         (a, b) => a.or(b),
     };
     let Some((slot, _)) = picked else {
-        let loaded = loaded.and_then(|slot| sched.members[slot].as_ref()).map(|m| (m.vm_index, m.vcpu_index));
+        let loaded = loaded.and_then(|slot| sched.member(slot)).map(|m| (m.vm_index, m.vcpu_index));
         return Decision::Idle { wake_at, loaded };
     };
-    match sched.members[slot].as_ref() {
+    match sched.member(slot) {
         Some(member) => Decision::Run {
             vm_index: member.vm_index,
             vcpu_index: member.vcpu_index,
@@ -212,7 +233,7 @@ fn decide(cpu: usize, loaded: &mut Option<usize>, regs: &mut GuestRegs) -> Decis
 /// FP/SIMD state, virtual timer, virtual CPU interface, and its VM's stage 2 and traps.
 fn switch(sched: &mut CpuSched, from: Option<usize>, to: usize, regs: &mut GuestRegs) {
     let platform_timer = crate::PLATFORM.get().map(|p| p.board.timer.virt);
-    if let Some(member) = from.and_then(|slot| sched.members[slot].as_mut()) {
+    if let Some(member) = from.and_then(|slot| sched.member_mut(slot)) {
         member.regs = *regs;
         context::save(&mut member.context);
         // A virtual-timer interrupt the leaving guest took but has not deactivated stays
@@ -222,7 +243,7 @@ fn switch(sched: &mut CpuSched, from: Option<usize>, to: usize, regs: &mut Guest
             tessera_arch::gic_cpu::deactivate(intid);
         }
     }
-    let Some(member) = sched.members[to].as_ref() else { return };
+    let Some(member) = sched.member(to) else { return };
     *regs = member.regs;
     context::restore(&member.context);
     let runtime = &VMS[member.vm_index];
@@ -284,12 +305,13 @@ pub fn stats(platform: &Platform, vm_index: usize, vcpu_index: usize) -> [u64; 7
     let Some(lock) = CPUS.get(cpu as usize) else { return not_supported };
     let sched = lock.lock();
     let found = (0..SLOTS).find(|&slot| {
-        sched.members[slot].as_ref().is_some_and(|m| m.vm_index == vm_index && m.vcpu_index == vcpu_index)
+        sched.member(slot).is_some_and(|m| m.vm_index == vm_index && m.vcpu_index == vcpu_index)
     });
     let Some(stats) = found.and_then(|slot| sched.queue.server(slot)).map(|s| s.stats) else {
         return not_supported;
     };
-    let us = |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(sched.frequency)) as u64;
+    let frequency = sched.frequency.max(1);
+    let us = |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(frequency)) as u64;
     let Stats { budget_used, beyond_budget, deadline_misses, switches, periods } = stats;
     [
         psci::ret::SUCCESS,

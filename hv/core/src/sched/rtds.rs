@@ -73,6 +73,9 @@ pub struct Stats {
 /// One vCPU's server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Server {
+    /// The slot holds a server (an empty slot is all zero, so that a run queue in a
+    /// `static` needs no initialised data).
+    present: bool,
     pub params: Params,
     pub activity: Activity,
     /// Absolute deadline: the end of the current period.
@@ -83,8 +86,10 @@ pub struct Server {
 }
 
 impl Server {
+    const EMPTY: Server = Server { present: false, ..Server::new(Params { budget: 0, period: 0, extratime: false }) };
+
     const fn new(params: Params) -> Self {
-        Self { params, activity: Activity::Inactive, deadline: 0, remaining: 0, stats: Stats { budget_used: 0, beyond_budget: 0, deadline_misses: 0, switches: 0, periods: 0 } }
+        Self { present: true, params, activity: Activity::Inactive, deadline: 0, remaining: 0, stats: Stats { budget_used: 0, beyond_budget: 0, deadline_misses: 0, switches: 0, periods: 0 } }
     }
 
     /// Moves the deadline past `now`, replenishing; counts a miss for each boundary passed
@@ -133,7 +138,7 @@ pub enum SchedError {
 /// One CPU's run queue of up to `N` servers, each in a fixed slot.
 #[derive(Debug, Clone)]
 pub struct RtdsCpu<const N: usize> {
-    servers: [Option<Server>; N],
+    servers: [Server; N],
     /// The server charged for the time since `last` (the vCPU in the guest), if any.
     current: Option<usize>,
     /// The server whose context is loaded on the CPU (the last one picked).
@@ -150,22 +155,22 @@ impl<const N: usize> Default for RtdsCpu<N> {
 
 impl<const N: usize> RtdsCpu<N> {
     pub const fn new() -> Self {
-        Self { servers: [None; N], current: None, loaded: None, last: 0 }
+        Self { servers: [Server::EMPTY; N], current: None, loaded: None, last: 0 }
     }
 
     /// Puts a server (inactive) in `slot`.
     pub fn add(&mut self, slot: usize, params: Params) -> Result<(), SchedError> {
         let entry = self.servers.get_mut(slot).ok_or(SchedError::NoSuchSlot { slot })?;
-        *entry = Some(Server::new(params));
+        *entry = Server::new(params);
         Ok(())
     }
 
     pub fn server(&self, slot: usize) -> Option<&Server> {
-        self.servers.get(slot).and_then(Option::as_ref)
+        self.servers.get(slot).filter(|s| s.present)
     }
 
     fn server_mut(&mut self, slot: usize) -> Result<&mut Server, SchedError> {
-        self.servers.get_mut(slot).and_then(Option::as_mut).ok_or(SchedError::NoSuchSlot { slot })
+        self.servers.get_mut(slot).filter(|s| s.present).ok_or(SchedError::NoSuchSlot { slot })
     }
 
     /// The slot charged for running now.
@@ -179,7 +184,7 @@ impl<const N: usize> RtdsCpu<N> {
     pub fn advance(&mut self, now: u64) {
         let now = now.max(self.last);
         if let Some(slot) = self.current
-            && let Some(server) = self.servers.get_mut(slot).and_then(Option::as_mut)
+            && let Some(server) = self.servers.get_mut(slot).filter(|s| s.present)
         {
             let mut from = self.last;
             while from < now {
@@ -196,7 +201,7 @@ impl<const N: usize> RtdsCpu<N> {
                 }
             }
         }
-        for server in self.servers.iter_mut().flatten() {
+        for server in self.servers.iter_mut().filter(|s| s.present) {
             server.replenish_until(now);
         }
         self.last = now;
@@ -263,7 +268,7 @@ impl<const N: usize> RtdsCpu<N> {
             self.servers
                 .iter()
                 .enumerate()
-                .filter_map(|(slot, s)| s.as_ref().map(|s| (slot, s)))
+                .filter(|(_, s)| s.present)
                 .filter(|(_, s)| {
                     if want_budget { s.has_budget() } else { s.activity == Activity::Runnable && s.params.extratime }
                 })
@@ -276,7 +281,7 @@ impl<const N: usize> RtdsCpu<N> {
         self.current = chosen;
         let slot = chosen?;
         let switched = self.loaded != Some(slot);
-        if switched && let Some(server) = self.servers[slot].as_mut() {
+        if switched && let Some(server) = self.servers.get_mut(slot) {
             server.stats.switches = server.stats.switches.saturating_add(1);
         }
         self.loaded = Some(slot);
@@ -300,8 +305,7 @@ impl<const N: usize> RtdsCpu<N> {
         let boundaries = self
             .servers
             .iter()
-            .flatten()
-            .filter(|s| s.activity == Activity::Runnable)
+            .filter(|s| s.present && s.activity == Activity::Runnable)
             .map(|s| s.deadline)
             .min();
         match (exhaustion, boundaries) {
