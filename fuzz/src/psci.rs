@@ -48,7 +48,7 @@ impl VmView for FuzzVm {
     }
 }
 
-const KNOWN: [u32; 23] = [
+const KNOWN: [u32; 24] = [
     id::PSCI_VERSION,
     id::CPU_SUSPEND_32,
     id::CPU_SUSPEND_64,
@@ -72,6 +72,7 @@ const KNOWN: [u32; 23] = [
     id::SMCCC_ARCH_WORKAROUND_3,
     id::TESSERA_STATS,
     id::TESSERA_WDOG_KICK,
+    id::TESSERA_SCHED_STATS,
 ];
 
 /// Runs one input.
@@ -166,6 +167,9 @@ fn check(call: SmcccCall, vm: &FuzzVm) {
         Outcome::SystemOff => assert_eq!(function, id::SYSTEM_OFF),
         Outcome::SystemReset => assert_eq!(function, id::SYSTEM_RESET),
         Outcome::TesseraStats => assert_eq!(function, id::TESSERA_STATS),
+        Outcome::SchedStats { vcpu } => {
+            assert!(function == id::TESSERA_SCHED_STATS && vcpu < vm.count, "stats of vCPU {vcpu}: {call:x?}");
+        }
         Outcome::WatchdogKick => {
             assert!(function == id::TESSERA_WDOG_KICK && vm.watchdog, "a kick without a watchdog: {call:x?}");
         }

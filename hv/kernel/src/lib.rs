@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod console;
+mod rtds;
 mod run;
 mod vgic;
 mod vm;

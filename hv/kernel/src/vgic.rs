@@ -136,6 +136,16 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
 }
 
+/// Forgets that vCPU `vcpu_index`'s list registers were left empty: after a context switch
+/// on an RTDS CPU they hold another vCPU's, so the next flush must write them.
+pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
+    if let Some(vgic) = vgic(vm_index)
+        && let Some(idle) = vgic.lock().idle.get_mut(vcpu_index)
+    {
+        *idle = None;
+    }
+}
+
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     let Some(vgic) = vgic(vm_index) else { return 0 };
