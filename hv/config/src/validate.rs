@@ -1,7 +1,7 @@
 //! The checks a system description must pass before it becomes an image.
 //!
-//! The build tool runs them on what it parsed; the hypervisor may run them again on its
-//! static tables. They stop at the first error, in a fixed order, so the same bad input gives
+//! The build tool runs them on what it parsed, before it writes the same values out as the
+//! image's static tables; the hypervisor does not run them again at boot (docs/design.md). They stop at the first error, in a fixed order, so the same bad input gives
 //! the same message every time.
 
 use crate::{Board, ConfigError, MemRange, System, Vm};

@@ -49,8 +49,11 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         defmt::error!("system has more VMs or vCPUs than this build supports; halting");
         tessera_arch::cpu::halt();
     }
-    if let Err(error) = tessera_config::validate(platform.board, system) {
-        defmt::error!("system tables fail validation ({=str}); halting", error_name(&error));
+    // The tables were validated by the build tool (`tessera_config::validate`, the same code
+    // and the same board constant) before it generated them, and they are read-only here:
+    // the boot only checks that they were built for this board (docs/design.md, "Boot flow").
+    if system.board != platform.board.name {
+        defmt::error!("system tables were built for board {=str}, not {=str}; halting", system.board, platform.board.name);
         tessera_arch::cpu::halt();
     }
     if platform.gicd.init().is_err() {
@@ -112,55 +115,6 @@ fn conduit(platform: &Platform) -> tessera_arch::smccc::Conduit {
     match platform.board.psci_conduit {
         tessera_config::Conduit::Smc => tessera_arch::smccc::Conduit::Smc,
         tessera_config::Conduit::Hvc => tessera_arch::smccc::Conduit::Hvc,
-    }
-}
-
-fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
-    use tessera_config::ConfigError as E;
-    match error {
-        E::BoardMismatch { .. } => "board mismatch",
-        E::NoVms => "no VMs",
-        E::TooManyVms { .. } => "too many VMs",
-        E::DuplicateVmName { .. } => "duplicate VM name",
-        E::BadVmid { .. } => "bad VMID",
-        E::NoCpus { .. } => "VM without CPUs",
-        E::CpuNotOnBoard { .. } => "CPU not on board",
-        E::CpuAssignedTwice { .. } => "CPU assigned twice",
-        E::NoMemory { .. } => "VM without memory",
-        E::BadMemoryRegion { .. } => "bad memory region",
-        E::MemoryNotPageAligned { .. } => "memory not page aligned",
-        E::MemoryOutsideRam { .. } => "memory outside RAM",
-        E::MemoryInHypervisor { .. } => "memory inside the hypervisor",
-        E::MemoryOverlap { .. } => "memory overlap",
-        E::IpaOverlap { .. } => "IPA overlap",
-        E::HypervisorRegionInvalid { .. } => "hypervisor region invalid",
-        E::ImageOutsideMemory { .. } => "image outside memory",
-        E::ImageTooLarge { .. } => "image too large",
-        E::EntryOutsideImage { .. } => "entry outside image",
-        E::DtbPlacement { .. } => "DTB placement",
-        E::InitrdPlacement { .. } => "initrd placement",
-        E::BadDeviceRegion { .. } => "bad device window",
-        E::DeviceNotPageAligned { .. } => "mapped device not page aligned",
-        E::DeviceInRam { .. } => "device window in RAM",
-        E::DeviceAssignedTwice { .. } => "device assigned twice",
-        E::DeviceOfHypervisor { .. } => "device of the hypervisor",
-        E::SpiOfHypervisor { .. } => "SPI of the hypervisor",
-        E::DeviceIrqNotSpi { .. } => "device interrupt not an SPI",
-        E::SpiOwnedTwice { .. } => "SPI owned twice",
-        E::TooManySpis { .. } => "too many SPIs",
-        E::EmptyPool { .. } => "empty CPU pool",
-        E::PoolCpuNotOnBoard { .. } => "pool CPU not on board",
-        E::CpuInTwoPools { .. } => "CPU in two pools",
-        E::VcpuInNoPool { .. } => "vCPU in no pool",
-        E::RtdsParamsMissing { .. } => "RTDS parameters missing",
-        E::RtdsParamsOnNullCpu { .. } => "RTDS parameters on a null CPU",
-        E::BadRtdsParams { .. } => "bad RTDS parameters",
-        E::BudgetExceedsPeriod { .. } => "budget exceeds period",
-        E::RtdsNeedsTrappedWfi { .. } => "RTDS VM without trapped WFI",
-        E::CpuOverloaded { .. } => "RTDS CPU overloaded",
-        E::TooManyVcpusOnCpu { .. } => "too many vCPUs on one CPU",
-        E::BadResetWrite { .. } => "bad device reset write",
-        E::BadWatchdogPeriod { .. } => "bad watchdog period",
     }
 }
 
