@@ -11,6 +11,7 @@
 #![cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 
 pub mod cache;
+#[cfg(any(feature = "rtds", test))]
 pub mod context;
 pub mod cpu;
 pub mod fatal;

@@ -31,7 +31,7 @@ pub fn disarm_physical() {
 /// Arms the EL2 physical timer to fire when the physical count reaches `deadline`, or turns
 /// it off (`None`). The interrupt is level: a fired timer stays asserted until it is re-armed
 /// in the future or turned off.
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", feature = "rtds"))]
 pub fn set_hyp_timer(deadline: Option<u64>) {
     match deadline {
         // SAFETY: CNTHP_CVAL_EL2/CNTHP_CTL_EL2 only control the EL2 timer's interrupt; no
@@ -48,6 +48,7 @@ pub fn set_hyp_timer(deadline: Option<u64>) {
 mod host {
     pub fn arm_physical(_: u64) {}
     pub fn disarm_physical() {}
+    #[cfg(feature = "rtds")]
     pub fn set_hyp_timer(_: Option<u64>) {}
 }
 #[cfg(not(target_arch = "aarch64"))]

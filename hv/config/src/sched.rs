@@ -109,6 +109,12 @@ impl<'a> System<'a> {
     pub fn scheduler_of(&self, cpu: u32) -> Scheduler {
         self.pool_of(cpu).map_or(Scheduler::Null, |pool| pool.scheduler)
     }
+
+    /// Whether any CPU runs the RTDS scheduler: the hypervisor must then be built with its
+    /// `rtds` feature (`cargo xtask build` decides from this).
+    pub fn uses_rtds(&self) -> bool {
+        self.pools.iter().any(|pool| pool.scheduler == Scheduler::Rtds)
+    }
 }
 
 /// The pools themselves: not empty, CPUs on the board, each CPU in one pool.

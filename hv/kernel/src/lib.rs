@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod console;
+#[cfg(feature = "rtds")]
 mod rtds;
 mod run;
 mod vgic;

@@ -45,6 +45,12 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         );
         tessera_arch::cpu::halt();
     }
+    if system.uses_rtds() && !cfg!(feature = "rtds") {
+        // `cargo xtask build` enables the feature for such a system, and its generated tables
+        // do not compile without it; a hand-made build still stops here, before any VM runs.
+        defmt::error!("system has an rtds CPU pool, but this build has no RTDS scheduler (feature `rtds`); halting");
+        tessera_arch::cpu::halt();
+    }
     if system.vms.len() > MAX_VMS || system.vms.iter().any(|vm| vm.cpus.len() > MAX_VCPUS) {
         defmt::error!("system has more VMs or vCPUs than this build supports; halting");
         tessera_arch::cpu::halt();
@@ -344,7 +350,11 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     });
     defmt::info!("CPU {=usize} (MPIDR {=u64:#x}) up", cpu, mpidr);
     if rtds {
+        #[cfg(feature = "rtds")]
         crate::rtds::run(platform, cpu);
+        // Not reached: `boot_primary` refuses an rtds system without the feature.
+        #[cfg(not(feature = "rtds"))]
+        tessera_arch::cpu::halt();
     }
     let Some((vm_index, vcpu_index)) = assignment else {
         loop {
@@ -480,9 +490,10 @@ pub(crate) fn handle_interrupts(platform: &Platform, current: Option<(usize, usi
                 kick_vcpus(platform, vm_index, kick);
                 continue;
             }
-        } else if intid == platform.board.timer.hyp_phys {
+        } else if cfg!(feature = "rtds") && intid == platform.board.timer.hyp_phys {
             // The RTDS scheduler's timer (only RTDS CPUs enable it): silence it; the run loop
             // re-arms it after deciding again.
+            #[cfg(feature = "rtds")]
             tessera_arch::timer::set_hyp_timer(None);
         } else if intid == platform.board.uart.intid {
             let levels = console::on_uart_interrupt();
@@ -730,7 +741,15 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
             regs.x[..4].copy_from_slice(&[psci::ret::SUCCESS, tessera_arch::pmu::el2_instructions(), 0, 0]);
         }
         Outcome::SchedStats { vcpu } => {
-            regs.x[..7].copy_from_slice(&crate::rtds::stats(platform, vm_index, vcpu));
+            #[cfg(feature = "rtds")]
+            let stats = crate::rtds::stats(platform, vm_index, vcpu);
+            // Without the RTDS scheduler every vCPU is on a null-pool CPU.
+            #[cfg(not(feature = "rtds"))]
+            let stats = {
+                let _ = vcpu;
+                [psci::ret::NOT_SUPPORTED, 0, 0, 0, 0, 0, 0]
+            };
+            regs.x[..7].copy_from_slice(&stats);
         }
         Outcome::WatchdogKick => {
             let result = if watchdog::kick(vm, vm_index) { psci::ret::SUCCESS } else { psci::ret::NOT_SUPPORTED };

@@ -138,6 +138,7 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
 
 /// Forgets that vCPU `vcpu_index`'s list registers were left empty: after a context switch
 /// on an RTDS CPU they hold another vCPU's, so the next flush must write them.
+#[cfg(feature = "rtds")]
 pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
     if let Some(vgic) = vgic(vm_index)
         && let Some(idle) = vgic.lock().idle.get_mut(vcpu_index)

@@ -454,6 +454,16 @@ impl Plan {
         self.vms.iter().map(VmPlan::payload_bytes).sum()
     }
 
+    /// The platform binary's cargo features this system needs: `rtds` when a CPU pool runs
+    /// the RTDS scheduler. Everything else is left out of the image.
+    pub fn hypervisor_features(&self) -> Vec<&'static str> {
+        let mut features = Vec::new();
+        if self.pools.iter().any(|pool| pool.scheduler == tessera_config::Scheduler::Rtds) {
+            features.push("rtds");
+        }
+        features
+    }
+
     /// Calls `f` with the plan as the shared [`System`] type.
     pub fn with_system<R>(&self, f: impl FnOnce(&System<'_>) -> R) -> R {
         let devices: Vec<Vec<Device<'_>>> = self.vms.iter().map(VmPlan::device_table).collect();

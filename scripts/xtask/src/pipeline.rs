@@ -270,9 +270,18 @@ pub fn build(ws: &Workspace, dts: &Path) -> Result<Built> {
     eprintln!("tessera: tables in {}", system_rs.display());
 
     let package = format!("tessera-{}", board.name);
-    // Test-only cargo features of the platform binary (e.g. `fault-test`), from the HIL
-    // harness; production builds leave it unset.
-    let features = std::env::var(FEATURES_ENV).unwrap_or_default();
+    // The features the system needs (`rtds`), plus test-only ones (e.g. `fault-test`) from
+    // the HIL harness; production builds leave the variable unset.
+    let mut features: Vec<String> = plan.hypervisor_features().iter().map(|f| f.to_string()).collect();
+    features.extend(
+        std::env::var(FEATURES_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(String::from),
+    );
+    let features = features.join(",");
     eprintln!("tessera: building {package} (features: {features:?})");
     let mut args = vec!["-p", &package, "--bin", &package];
     if !features.is_empty() {

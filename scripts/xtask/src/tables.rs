@@ -86,7 +86,16 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!();
     line!("pub use tessera_system_tables::SYSTEM;");
     line!();
-    line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
+    // A feature the system needs but the binary lacks is a build error, not a surprise at
+    // boot (`cargo xtask build` passes them: `Plan::hypervisor_features`).
+    for feature in plan.hypervisor_features() {
+        line!("#[cfg(not(feature = {feature:?}))]");
+        line!(
+            "compile_error!(\"{} needs the hypervisor built with its `{feature}` feature (cargo xtask build enables it)\");",
+            source.display().to_string().escape_default()
+        );
+    }
+    line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code, unused_imports)]");
     line!("mod tessera_system_tables {{");
     line!(
         "    use tessera_config::{{Console, CpuPool, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, ResetWrite, RtdsParams, Scheduler, System, Vm, Watchdog, WfiPolicy}};"

@@ -46,3 +46,24 @@ fn rewriting_identical_tables_keeps_their_mtime() {
         before
     );
 }
+
+/// A system with an `rtds` pool needs the hypervisor's `rtds` feature: the build asks for it,
+/// and the tables refuse to compile without it. A system without one leaves it out.
+#[test]
+fn an_rtds_pool_needs_the_rtds_feature() {
+    let guard = "#[cfg(not(feature = \"rtds\"))]\ncompile_error!(";
+    let fixture = Fixture::new("rtds-pools");
+    let plan = fixture.check().unwrap();
+    assert_eq!(plan.hypervisor_features(), ["rtds"]);
+    let out = fixture.dir.path().join("out");
+    let text = std::fs::read_to_string(xtask::tables::write(&plan, &fixture.dts, &out).unwrap()).unwrap();
+    assert!(text.contains(guard), "{text}");
+    assert!(text.contains("needs the hypervisor built with its `rtds` feature"), "{text}");
+
+    let fixture = Fixture::new("valid");
+    let plan = fixture.check().unwrap();
+    assert!(plan.hypervisor_features().is_empty());
+    let out = fixture.dir.path().join("out");
+    let text = std::fs::read_to_string(xtask::tables::write(&plan, &fixture.dts, &out).unwrap()).unwrap();
+    assert!(!text.contains("compile_error!"), "{text}");
+}
