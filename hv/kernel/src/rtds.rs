@@ -310,8 +310,7 @@ pub fn stats(platform: &Platform, vm_index: usize, vcpu_index: usize) -> [u64; 7
     let Some(stats) = found.and_then(|slot| sched.queue.server(slot)).map(|s| s.stats) else {
         return not_supported;
     };
-    let frequency = sched.frequency.max(1);
-    let us = |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(frequency)) as u64;
+    let us = |ticks: u64| tessera_core::sched::rtds::us_from_ticks(ticks, sched.frequency);
     let Stats { budget_used, beyond_budget, deadline_misses, switches, periods } = stats;
     [
         psci::ret::SUCCESS,

@@ -21,9 +21,54 @@
 
 use tessera_config::RtdsParams;
 
-/// Converts microseconds to counter ticks at `frequency` Hz, rounding down.
+/// Converts microseconds to counter ticks at `frequency` Hz, rounding down (saturating).
 pub const fn ticks_from_us(us: u32, frequency: u64) -> u64 {
-    (us as u64 * frequency) / 1_000_000
+    scale_down(us as u64, frequency, 1_000_000)
+}
+
+/// Converts counter ticks at `frequency` Hz (0 is taken as 1) to whole microseconds,
+/// saturating ([`scale_down`]: no 128-bit division in the image).
+pub const fn us_from_ticks(ticks: u64, frequency: u64) -> u64 {
+    scale_down(ticks, 1_000_000, frequency)
+}
+
+/// `a * b / c` rounded down and saturated to u64 (`c` = 0 is taken as 1), exactly, with
+/// 64-bit operations only: the 128-bit division the compiler would otherwise call costs
+/// 780 bytes of the hypervisor's 64 KiB image budget. One multiply and divide while `a * b`
+/// fits; otherwise a schoolbook multiply over the bits of `b` that keeps the remainder below
+/// `c` (64 rounds).
+pub const fn scale_down(a: u64, b: u64, c: u64) -> u64 {
+    let c = if c == 0 { 1 } else { c };
+    if let Some(product) = a.checked_mul(b) {
+        return product / c;
+    }
+    // a * b = (a / c) * b * c + (a % c) * b.
+    let whole = (a / c).saturating_mul(b);
+    let a = a % c;
+    // Invariant: (quotient, remainder) = divmod(a * (b >> bit), c), so remainder < c and
+    // quotient <= b >> bit (a < c): neither step below overflows.
+    let (mut quotient, mut remainder) = (0u64, 0u64);
+    let mut bit = 64;
+    while bit > 0 {
+        bit -= 1;
+        // Double: 2 * remainder reaches c exactly when remainder >= c - remainder.
+        quotient <<= 1;
+        if remainder >= c - remainder {
+            remainder -= c - remainder;
+            quotient += 1;
+        } else {
+            remainder += remainder;
+        }
+        if (b >> bit) & 1 == 1 {
+            if remainder >= c - a {
+                remainder -= c - a;
+                quotient += 1;
+            } else {
+                remainder += a;
+            }
+        }
+    }
+    whole.saturating_add(quotient)
 }
 
 /// A server's parameters in ticks.
@@ -250,11 +295,9 @@ impl<const N: usize> RtdsCpu<N> {
             return Ok(());
         }
         server.activity = Activity::Runnable;
-        let left = u128::from(server.deadline.saturating_sub(now));
-        let fair = left * u128::from(server.params.budget) / u128::from(server.params.period);
-        if u128::from(server.remaining) > fair {
-            server.remaining = fair as u64;
-        }
+        let left = server.deadline.saturating_sub(now);
+        let fair = scale_down(left, server.params.budget, server.params.period);
+        server.remaining = server.remaining.min(fair);
         Ok(())
     }
 

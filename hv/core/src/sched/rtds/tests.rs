@@ -219,9 +219,47 @@ fn ticks_from_microseconds() {
     assert_eq!(p, params(200, 1000, true));
 }
 
+#[test]
+fn ticks_to_microseconds_without_128_bit_division() {
+    assert_eq!(us_from_ticks(62_500, 62_500_000), 1000);
+    assert_eq!(us_from_ticks(62_499, 62_500_000), 999);
+    assert_eq!(us_from_ticks(0, 62_500_000), 0);
+    assert_eq!(us_from_ticks(7, 0), 7_000_000, "a zero frequency is taken as 1 Hz");
+    assert_eq!(us_from_ticks(u64::MAX, 1), u64::MAX, "saturates");
+    assert_eq!(us_from_ticks(u64::MAX, 62_500_000), (u128::from(u64::MAX) * 1_000_000 / 62_500_000) as u64);
+}
+
+#[test]
+fn scaling_at_the_extremes() {
+    assert_eq!(scale_down(200, 500, 1000), 100);
+    assert_eq!(scale_down(u64::MAX, u64::MAX, u64::MAX), u64::MAX);
+    assert_eq!(scale_down(u64::MAX - 1, u64::MAX, u64::MAX), u64::MAX - 1);
+    assert_eq!(scale_down((1 << 63) + 1, (1 << 63) + 1, (1 << 63) + 1), (1 << 63) + 1);
+    assert_eq!(scale_down(1 << 40, 1 << 40, 1 << 41), 1 << 39);
+    assert_eq!(scale_down(u64::MAX, u64::MAX, 1), u64::MAX, "saturates");
+    assert_eq!(scale_down(5, 3, 0), 15, "a zero divisor is taken as 1");
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The 64-bit scaling is exact: it agrees with 128-bit arithmetic (saturated).
+        #[test]
+        fn scale_down_is_exact(a in any::<u64>(), b in any::<u64>(), c in 1u64.., small in 1u64..1 << 20) {
+            for (a, b, c) in [(a, b, c), (a % c, b % c, c), (a, b, small), (a % small, b, small)] {
+                let exact = u128::from(a) * u128::from(b) / u128::from(c);
+                prop_assert_eq!(u128::from(scale_down(a, b, c)), exact.min(u128::from(u64::MAX)), "{} * {} / {}", a, b, c);
+            }
+        }
+
+        #[test]
+        fn microseconds_agree_with_128_bit_arithmetic(ticks in any::<u64>(), frequency in 1u64..=u64::from(u32::MAX)) {
+            let exact = u128::from(ticks) * 1_000_000 / u128::from(frequency);
+            prop_assert_eq!(u128::from(us_from_ticks(ticks, frequency)), exact.min(u128::from(u64::MAX)));
+        }
+    }
 
     proptest! {
         /// Any set whose load is <= 1 meets every deadline with servers that never block, and
