@@ -61,6 +61,37 @@ primary_entry:
     str     x5, [x20, x3]
     b       1b
 2:
+    // The packed relative relocations (RELR, `-z pack-relative-relocs`; the ELF gABI's
+    // SHT_RELR): each word at an even value is the offset of a pointer to relocate (add the
+    // load base), and the next place is the word after it; a word with bit 0 set is a bitmap
+    // whose bits 1..63 mark which of the 63 words from the next place are pointers, and the
+    // next place moves 63 words on. x6 = the next place (absolute).
+    adrp    x1, __relr_start
+    add     x1, x1, :lo12:__relr_start
+    adrp    x2, __relr_end
+    add     x2, x2, :lo12:__relr_end
+    mov     x6, x20
+5:  cmp     x1, x2
+    b.hs    8f
+    ldr     x3, [x1], #8
+    tbnz    x3, #0, 6f
+    add     x6, x20, x3            // an address: relocate the word there
+    ldr     x4, [x6]
+    add     x4, x4, x20
+    str     x4, [x6], #8
+    b       5b
+6:  mov     x7, x6                 // a bitmap: bit n (n >= 1) is the word at x6 + 8 * (n - 1)
+7:  lsr     x3, x3, #1
+    cbz     x3, 9f
+    tbz     x3, #0, 71f
+    ldr     x4, [x7]
+    add     x4, x4, x20
+    str     x4, [x7]
+71: add     x7, x7, #8
+    b       7b
+9:  add     x6, x6, #(63 * 8)
+    b       5b
+8:
     // Clear BSS (the stacks need no clearing).
     adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
