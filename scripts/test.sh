@@ -11,18 +11,19 @@ bash scripts/setup-host.sh
 
 echo "== firmware builds (hypervisor: aarch64-unknown-none-softfloat, guest: aarch64-unknown-none)" >&2
 cargo build --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt
-# With the RTDS scheduler (`cargo xtask build` enables it for a system with an rtds pool).
-cargo build --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt --features rtds
+# With the RTDS scheduler and VM watchdogs (`cargo xtask build` enables each only for a
+# system that uses it).
+cargo build --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt --features rtds,watchdog
 cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -p tessera-guest-attack
 
 echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p tessera-kernel -p tessera-arch --all-targets --features tessera-kernel/rtds -- -D warnings
+cargo clippy -p tessera-kernel -p tessera-arch --all-targets --features tessera-kernel/rtds,tessera-kernel/watchdog -- -D warnings
 # The hypervisor crates for the target too: their asm paths are compiled out on the host.
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -p tessera-kernel \
     -p tessera-arch -p tessera-drivers -p tessera-core -p tessera-vdev -p tessera-config -- -D warnings
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -p tessera-kernel \
-    -p tessera-arch --features tessera-qemu-virt/rtds -- -D warnings
+    -p tessera-arch --features tessera-qemu-virt/rtds,tessera-qemu-virt/watchdog -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -p tessera-guest-attack -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-linux-udp-echo -- -D warnings
 

@@ -51,6 +51,10 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         defmt::error!("system has an rtds CPU pool, but this build has no RTDS scheduler (feature `rtds`); halting");
         tessera_arch::cpu::halt();
     }
+    if !watchdog::ENABLED && system.vms.iter().any(|vm| vm.watchdog.is_some()) {
+        defmt::error!("a VM has a watchdog, but this build has none (feature `watchdog`); halting");
+        tessera_arch::cpu::halt();
+    }
     if system.vms.len() > MAX_VMS || system.vms.iter().any(|vm| vm.cpus.len() > MAX_VCPUS) {
         defmt::error!("system has more VMs or vCPUs than this build supports; halting");
         tessera_arch::cpu::halt();

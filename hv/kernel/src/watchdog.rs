@@ -8,6 +8,10 @@
 //! re-armed there at the current deadline each time it fires early; when it fires late, the
 //! watchdog has expired. A stopped VM's deadline is [`OFF`]; a timer that fires for it is
 //! silenced.
+//!
+//! Built without the kernel's `watchdog` feature (`cargo xtask build` enables it only when a
+//! VM has a watchdog; the boot refuses a watched VM without it), no VM is watched: every
+//! deadline stays [`OFF`], a kick answers NOT_SUPPORTED, and the compiler drops the rest.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,12 +21,18 @@ use tessera_core::watchdog::{self, Check, Timing};
 use crate::Platform;
 use crate::vm::{MAX_VMS, VMS, VmState};
 
+/// Whether this build has VM watchdogs (the `watchdog` feature).
+pub const ENABLED: bool = cfg!(feature = "watchdog");
+
 /// No deadline: the VM has no watchdog, or is not running.
 const OFF: u64 = u64::MAX;
 
 static DEADLINES: [AtomicU64; MAX_VMS] = [const { AtomicU64::new(OFF) }; MAX_VMS];
 
 fn timing(vm: &Vm<'_>) -> Option<Timing> {
+    if !ENABLED {
+        return None;
+    }
     vm.watchdog.map(|dog| Timing::new(&dog, tessera_arch::cpu::counter_frequency()))
 }
 
@@ -53,6 +63,9 @@ pub fn kick(vm: &Vm<'_>, index: usize) -> bool {
 
 /// The VM whose watchdog timer runs on `cpu` (the CPU of its vCPU 0), if any.
 fn served_here(platform: &Platform, cpu: usize) -> Option<usize> {
+    if !ENABLED {
+        return None;
+    }
     platform
         .system
         .vms

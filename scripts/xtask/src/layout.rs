@@ -455,11 +455,15 @@ impl Plan {
     }
 
     /// The platform binary's cargo features this system needs: `rtds` when a CPU pool runs
-    /// the RTDS scheduler. Everything else is left out of the image.
+    /// the RTDS scheduler, `watchdog` when a VM has a watchdog. Everything else is left out
+    /// of the image.
     pub fn hypervisor_features(&self) -> Vec<&'static str> {
         let mut features = Vec::new();
         if self.pools.iter().any(|pool| pool.scheduler == tessera_config::Scheduler::Rtds) {
             features.push("rtds");
+        }
+        if self.vms.iter().any(|vm| vm.watchdog.is_some()) {
+            features.push("watchdog");
         }
         features
     }

@@ -62,12 +62,26 @@ fn restart_fault_policy_and_a_watchdog_reach_the_tables() {
         Some(Watchdog { period_ms: 100, first_ms: 100, action: ExitAction::Restart })
     );
     assert_eq!(plan.vms[1].fault_policy, FaultPolicy::Inject);
+    // The hypervisor is built with its watchdogs, and the tables insist on it.
+    assert_eq!(plan.hypervisor_features(), ["watchdog"]);
+    let out = fixture_out(&plan);
+    assert!(out.contains("#[cfg(not(feature = \"watchdog\"))]\ncompile_error!("), "{out}");
 }
 
 #[test]
 fn no_watchdog_by_default() {
     let plan = fixture("", "").check().unwrap();
     assert!(plan.vms.iter().all(|vm| vm.watchdog.is_none()));
+    // Nor any watchdog code in the hypervisor.
+    assert!(plan.hypervisor_features().is_empty());
+    assert!(!fixture_out(&plan).contains("compile_error!"));
+}
+
+/// The generated `system.rs` for `plan`.
+fn fixture_out(plan: &xtask::layout::Plan) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = xtask::tables::write(plan, &dir.path().join("system.dts"), dir.path()).unwrap();
+    std::fs::read_to_string(path).unwrap()
 }
 
 #[test]
