@@ -36,6 +36,9 @@ pub struct Tracked {
     /// The last level given for an emulated line (the console's), so that an unchanged
     /// level, reported after every UART access, neither touches the model nor the epoch.
     last_level: Option<(u32, bool)>,
+    /// How many list registers, from 0, the last flush for each vCPU wrote non-zero: the
+    /// next flush writes those and the new ones, and leaves the rest (already 0) alone.
+    written: [u8; MAX_VCPUS],
 }
 
 impl Tracked {
@@ -63,6 +66,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
         tracked.changing().reset();
         tracked.idle = [None; MAX_VCPUS];
         tracked.last_level = None;
+        tracked.written = [u8::MAX; MAX_VCPUS];
         return true;
     }
     let mut mpidrs = [0u64; MAX_VCPUS];
@@ -88,7 +92,13 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     let config = VgicConfig { mpidrs: &mpidrs[..count], ppis: &ppis, spis: &spis[..spi_count] };
     match Vgic::new(&config) {
         Ok(vgic) => {
-            VGICS[index].call_once(|| spin::Mutex::new(Tracked { model: vgic, epoch: 0, idle: [None; MAX_VCPUS], last_level: None }));
+            VGICS[index].call_once(|| spin::Mutex::new(Tracked {
+                    model: vgic,
+                    epoch: 0,
+                    idle: [None; MAX_VCPUS],
+                    last_level: None,
+                    written: [u8::MAX; MAX_VCPUS],
+                }));
             true
         }
         Err(error) => {
@@ -112,7 +122,7 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
     let Some(vgic) = vgic(vm_index) else { return };
     let count = tessera_arch::gic_cpu::list_register_count();
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
-    let flush = {
+    let (flush, write) = {
         let mut tracked = vgic.lock();
         let Some(idle) = tracked.idle.get(vcpu_index).copied() else { return };
         if idle == Some(tracked.epoch) {
@@ -128,9 +138,13 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
             tracked.epoch = tracked.epoch.wrapping_add(1);
             tracked.idle[vcpu_index] = None;
         }
-        flush
+        // Whatever the CPU held at boot (`u8::MAX`) is cleared once; after that only the list
+        // registers the last flush filled can be non-zero.
+        let write = usize::from(tracked.written[vcpu_index]).max(flush.used).min(count);
+        tracked.written[vcpu_index] = flush.used as u8;
+        (flush, write)
     };
-    for (n, &lr) in lrs[..count].iter().enumerate() {
+    for (n, &lr) in lrs[..write].iter().enumerate() {
         tessera_arch::gic_cpu::write_lr(n, lr);
     }
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
@@ -144,12 +158,13 @@ pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
         // The last flush loaded nothing: the list registers are empty and untouched.
         return 0;
     }
-    let count = tessera_arch::gic_cpu::list_register_count();
+    // Only the list registers the last flush filled can hold anything.
+    let used = tracked.model.lrs_in_use(vcpu_index);
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
-    for (n, lr) in lrs[..count].iter_mut().enumerate() {
+    for (n, lr) in lrs[..used].iter_mut().enumerate() {
         *lr = tessera_arch::gic_cpu::read_lr(n);
     }
-    tracked.changing().sync(vcpu_index, &lrs[..count])
+    tracked.changing().sync(vcpu_index, &lrs[..used])
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.
