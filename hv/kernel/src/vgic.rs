@@ -25,14 +25,15 @@ const VGIC_SPIS: usize = tessera_config::MAX_VM_SPIS;
 pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 
 /// A VM's vGIC model plus what lets the run loop skip flushing and syncing when nothing can
-/// have changed: every mutation of the model bumps `epoch`, and `idle[vcpu]` records the
-/// epoch at which a flush loaded nothing into that vCPU's (then all-empty) list registers.
-/// While the epoch is the same, flushing again would load nothing, and with nothing loaded
-/// the guest cannot have changed any list register, so syncing has nothing to read.
+/// have changed: every mutation of the model bumps `epoch`, and `current[vcpu]` records the
+/// epoch at which that vCPU's list registers were last written with what a flush loads (by
+/// a flush, or by the timer's fast path). While the epoch is the same, flushing again would
+/// write the same values. Syncing reads back only the list registers in use, and none when
+/// the last flush loaded nothing (the guest cannot have changed an empty one).
 pub struct Tracked {
     model: Vgic,
     epoch: u64,
-    idle: [Option<u64>; MAX_VCPUS],
+    current: [Option<u64>; MAX_VCPUS],
     /// The last level given for an emulated line (the console's), so that an unchanged
     /// level, reported after every UART access, neither touches the model nor the epoch.
     last_level: Option<(u32, bool)>,
@@ -64,7 +65,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     if let Some(existing) = VGICS[index].get() {
         let mut tracked = existing.lock();
         tracked.changing().reset();
-        tracked.idle = [None; MAX_VCPUS];
+        tracked.current = [None; MAX_VCPUS];
         tracked.last_level = None;
         tracked.written = [u8::MAX; MAX_VCPUS];
         return true;
@@ -95,7 +96,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
             VGICS[index].call_once(|| spin::Mutex::new(Tracked {
                     model: vgic,
                     epoch: 0,
-                    idle: [None; MAX_VCPUS],
+                    current: [None; MAX_VCPUS],
                     last_level: None,
                     written: [u8::MAX; MAX_VCPUS],
                 }));
@@ -124,20 +125,19 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     let (flush, write) = {
         let mut tracked = vgic.lock();
-        let Some(idle) = tracked.idle.get(vcpu_index).copied() else { return };
-        if idle == Some(tracked.epoch) {
-            // Nothing changed since a flush that left every list register empty (and the
-            // interface as it was): they still are.
+        let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
+        if current == Some(tracked.epoch) {
+            // Nothing changed since the list registers (and the interface) were written with
+            // what this flush would write.
             return;
         }
         let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
-        if flush.used == 0 && !flush.more_pending {
-            let epoch = tracked.epoch;
-            tracked.idle[vcpu_index] = Some(epoch);
-        } else {
+        if flush.used != 0 || flush.more_pending {
+            // Loading changed the model (pending state moved into list registers).
             tracked.epoch = tracked.epoch.wrapping_add(1);
-            tracked.idle[vcpu_index] = None;
         }
+        let epoch = tracked.epoch;
+        tracked.current[vcpu_index] = Some(epoch);
         // Whatever the CPU held at boot (`u8::MAX`) is cleared once; after that only the list
         // registers the last flush filled can be non-zero.
         let write = usize::from(tracked.written[vcpu_index]).max(flush.used).min(count);
@@ -154,17 +154,43 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     let Some(vgic) = vgic(vm_index) else { return 0 };
     let mut tracked = vgic.lock();
-    if tracked.idle.get(vcpu_index).copied().flatten().is_some() {
-        // The last flush loaded nothing: the list registers are empty and untouched.
+    // Only the list registers the last flush filled can hold anything; with none filled,
+    // the guest cannot have changed any.
+    let used = tracked.model.lrs_in_use(vcpu_index);
+    if used == 0 {
         return 0;
     }
-    // Only the list registers the last flush filled can hold anything.
-    let used = tracked.model.lrs_in_use(vcpu_index);
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     for (n, lr) in lrs[..used].iter_mut().enumerate() {
         *lr = tessera_arch::gic_cpu::read_lr(n);
     }
     tracked.changing().sync(vcpu_index, &lrs[..used])
+}
+
+/// The virtual timer's PPI fired while `vcpu` ran here (its list registers synced): if the
+/// model agrees it can go straight in (see `Vgic::hw_ppi_fast`), writes list register 0
+/// now, so the run loop's flush has nothing to do; otherwise the general `hw_fired`.
+/// Returns the vCPUs to kick.
+pub fn timer_fired(vm_index: usize, vcpu_index: usize, intid: u32) -> u32 {
+    let Some(vgic) = vgic(vm_index) else { return 0 };
+    let mut tracked = vgic.lock();
+    let Some(lr0) = tracked.model.hw_ppi_fast(intid, vcpu_index) else {
+        return tracked.changing().hw_fired(intid, vcpu_index);
+    };
+    tracked.epoch = tracked.epoch.wrapping_add(1);
+    let epoch = tracked.epoch;
+    tracked.current[vcpu_index] = Some(epoch);
+    // List registers the last flush filled may still hold stale values: clear them.
+    let count = tessera_arch::gic_cpu::list_register_count();
+    let written = usize::from(tracked.written[vcpu_index]).min(count);
+    tracked.written[vcpu_index] = 1;
+    drop(tracked);
+    tessera_arch::gic_cpu::write_lr(0, lr0);
+    for n in 1..written {
+        tessera_arch::gic_cpu::write_lr(n, 0);
+    }
+    tessera_arch::gic_cpu::set_virtual_interface(true, false);
+    0
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.
