@@ -30,8 +30,9 @@ const CNTPCT_EL0: u16 = exit::sysreg_encoding(3, 3, 14, 0, 1);
 /// Bound on how long a restart waits for the VM's other CPUs to leave the guest.
 const LEAVE_GUEST_POLLS: u32 = 10_000_000;
 
-/// The primary CPU after the MMU is on: checks placement, programs the GIC, builds and loads
-/// every VM, starts the other CPUs, then becomes CPU 0's run loop.
+/// The primary CPU after the MMU is on: checks placement, programs the GIC, builds every VM's
+/// stage 2, starts the other CPUs, then becomes CPU 0's run loop. Each VM is scrubbed and
+/// loaded by its own boot CPU (`boot_load`), all VMs in parallel.
 pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
     let system = platform.system;
     let image = MemRange::new(boot.load_base, boot.image_end.saturating_sub(boot.load_base));
@@ -66,7 +67,8 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
             Ok((vttbr, used)) => {
                 next_table += used;
                 VMS[index].vttbr.store(vttbr, Ordering::Release);
-                start_vm(platform, index);
+                // Loading: not stopped (no power-off while it loads), not yet running.
+                VMS[index].transition(VmState::Restarting);
             }
             Err(reason) => defmt::error!("VM {=str}: stage 2 not built ({=str}); it will not run", vm.name, reason),
         }
@@ -86,10 +88,12 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         }
         if cpu >= tessera_arch::MAX_CPUS {
             defmt::warn!("CPU {=usize} not started: this build supports {=usize} CPUs", cpu, tessera_arch::MAX_CPUS);
+            abandon_boot_loads(system, cpu);
             continue;
         }
         let status = tessera_arch::smccc::cpu_on(conduit(platform), desc.mpidr, cpu);
         if status != 0 {
+            abandon_boot_loads(system, cpu);
             let used_by = system.vms.iter().find(|vm| vm.cpus.contains(&(cpu as u32)));
             match used_by {
                 Some(vm) => defmt::error!("CPU {=usize} did not start (PSCI {=i64}); VM {=str} cannot run on it", cpu, status, vm.name),
@@ -98,6 +102,26 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         }
     }
     cpu_main(platform, boot_cpu)
+}
+
+/// A VM whose boot CPU is `cpu`, which did not start, will never be loaded: it is stopped.
+fn abandon_boot_loads(system: &tessera_config::System<'_>, cpu: usize) {
+    for (index, vm) in system.vms.iter().enumerate() {
+        if vm.cpus.first() == Some(&(cpu as u32)) && VMS[index].state() == VmState::Restarting {
+            VMS[index].transition(VmState::Stopped);
+        }
+    }
+}
+
+/// At boot, the VM whose boot CPU (its first) this is: scrub and load it here, so that every
+/// VM's RAM is scrubbed by its own CPU, in parallel with the others (`first_guest_insn_ms`).
+fn boot_load(platform: &Platform, cpu: usize) {
+    let system = platform.system;
+    for (index, vm) in system.vms.iter().enumerate() {
+        if vm.cpus.first() == Some(&(cpu as u32)) && VMS[index].state() == VmState::Restarting {
+            start_vm(platform, index);
+        }
+    }
 }
 
 fn conduit(platform: &Platform) -> tessera_arch::smccc::Conduit {
@@ -195,10 +219,12 @@ fn start_vm(platform: &Platform, index: usize) {
     let runtime = &VMS[index];
     if let Err(reason) = load_vm(vm) {
         defmt::error!("VM {=str}: not loaded ({=str})", vm.name, reason);
+        runtime.transition(VmState::Stopped);
         return;
     }
     runtime.uart.lock().reset();
     if !crate::vgic::init(platform, index) {
+        runtime.transition(VmState::Stopped);
         return;
     }
     runtime.cntvoff.store(tessera_arch::cpu::counter(), Ordering::Release);
@@ -292,6 +318,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     if cpu == 0 {
         console::enable_input(platform, mpidr);
     }
+    boot_load(platform, cpu);
     let assignment = platform.system.vms.iter().enumerate().find_map(|(vm_index, vm)| {
         vm.cpus.iter().position(|&c| c as usize == cpu).map(|vcpu_index| (vm_index, vcpu_index))
     });
