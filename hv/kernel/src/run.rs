@@ -18,7 +18,7 @@ use crate::{console, vgic, Platform, KICK_SGI};
 /// Stage-2 tables for every VM, handed out at boot. With 2 MiB blocks a VM needs a root
 /// table, one table per GiB of IPA space it uses, and one per unaligned 2 MiB piece.
 const STAGE2_TABLES: usize = 64;
-static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([const { Table([0; 512]) }; STAGE2_TABLES]);
+pub(crate) static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([const { Table([0; 512]) }; STAGE2_TABLES]);
 
 /// ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12, CRm 11, op2 5; IHI 0069 12.2.22): EL1 writes trap
 /// to EL2 while HCR_EL2.IMO is set.
@@ -65,6 +65,7 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         let pool_pa = tables.as_ptr() as u64;
         match build_stage2(vm, tables, pool_pa) {
             Ok((vttbr, used)) => {
+                crate::scrub::record_tables(index, next_table, used);
                 next_table += used;
                 VMS[index].vttbr.store(vttbr, Ordering::Release);
                 // Loading: not stopped (no power-off while it loads), not yet running.
@@ -195,12 +196,10 @@ fn ipa_to_pa(vm: &Vm<'_>, ipa: u64, len: u64) -> Option<u64> {
         .map(|region| region.pa + (ipa - region.ipa))
 }
 
-/// Scrubs the VM's RAM and copies its image, DTB and initrd from the pristine copies in the
-/// image.
-fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
-    for region in vm.memory {
-        tessera_arch::phys::zero(region.pa, region.size).map_err(|_| "RAM refused")?;
-    }
+/// Scrubs the VM's RAM (what it is loaded into now, the rest on first touch: `scrub`) and
+/// copies its image, DTB and initrd from the pristine copies in the image.
+fn load_vm(index: usize, vm: &Vm<'_>) -> Result<(), &'static str> {
+    crate::scrub::scrub_for_load(index, vm)?;
     let image_pa = ipa_to_pa(vm, vm.image.load_ipa, vm.image.bytes.len() as u64).ok_or("image outside RAM")?;
     tessera_arch::phys::copy_to(image_pa, vm.image.bytes).map_err(|_| "image refused")?;
     let dtb_pa = ipa_to_pa(vm, vm.dtb_ipa, vm.dtb.len() as u64).ok_or("DTB outside RAM")?;
@@ -217,7 +216,7 @@ fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
 fn start_vm(platform: &Platform, index: usize) {
     let vm = &platform.system.vms[index];
     let runtime = &VMS[index];
-    if let Err(reason) = load_vm(vm) {
+    if let Err(reason) = load_vm(index, vm) {
         defmt::error!("VM {=str}: not loaded ({=str})", vm.name, reason);
         runtime.transition(VmState::Stopped);
         return;
@@ -461,6 +460,8 @@ fn spi_owner(platform: &Platform, intid: u32) -> Option<usize> {
 fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
     match exit::decode(regs.esr, regs.far, regs.hpfar) {
+        // RAM not touched since the VM was loaded: scrubbed now, and the fetch retried.
+        Exit::InstructionAbort { ipa, external: false, .. } if crate::scrub::on_stage2_fault(vm_index, vm, ipa) => {}
         Exit::DataAbort(abort) => data_abort(platform, vm_index, vcpu_index, regs, &abort),
         Exit::Hvc { .. } => smccc(platform, vm_index, vcpu_index, regs),
         Exit::Smc { .. } => {
@@ -585,6 +586,10 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
         }
         defmt::warn!("VM {=str}: device access at IPA {=u64:#x} refused", vm.name, abort.ipa);
         return guest_fault(platform, vm_index, regs, "bad device access");
+    }
+    // RAM not touched since the VM was loaded: scrubbed now, and the access retried.
+    if !abort.external && crate::scrub::on_stage2_fault(vm_index, vm, abort.ipa) {
+        return;
     }
     defmt::warn!(
         "VM {=str}: data abort at IPA {=u64:#x} ({=str}) from {=u64:#x}",
