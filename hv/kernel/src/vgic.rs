@@ -121,16 +121,16 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
 pub fn flush(vm_index: usize, vcpu_index: usize) {
     let Some(vgic) = vgic(vm_index) else { return };
+    let mut tracked = vgic.lock();
+    let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
+    if current == Some(tracked.epoch) {
+        // Nothing changed since the list registers (and the interface) were written with
+        // what this flush would write. (Checked first: this is most exits.)
+        return;
+    }
     let count = tessera_arch::gic_cpu::list_register_count();
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     let (flush, write) = {
-        let mut tracked = vgic.lock();
-        let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
-        if current == Some(tracked.epoch) {
-            // Nothing changed since the list registers (and the interface) were written with
-            // what this flush would write.
-            return;
-        }
         let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
         if flush.used != 0 || flush.more_pending {
             // Loading changed the model (pending state moved into list registers).
@@ -142,6 +142,7 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
         // registers the last flush filled can be non-zero.
         let write = usize::from(tracked.written[vcpu_index]).max(flush.used).min(count);
         tracked.written[vcpu_index] = flush.used as u8;
+        drop(tracked);
         (flush, write)
     };
     for (n, &lr) in lrs[..write].iter().enumerate() {
