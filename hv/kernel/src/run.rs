@@ -539,6 +539,9 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
         if frame.contains(abort.ipa) {
             let offset = abort.ipa - console.ipa;
             let value = store_value(regs, &access).unwrap_or(0);
+            if console::guest_tx_fast(vm_index, offset, &access, value) {
+                return complete_access(regs, &access, None);
+            }
             match console::guest_access(vm_index, offset, &access, value) {
                 Ok((read, level)) => {
                     let kick = vgic::set_level(vm_index, console.intid, level);
