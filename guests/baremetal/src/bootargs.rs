@@ -6,6 +6,7 @@
 //! | `smp` | `1` (or `0`) | start every other CPU in the DT with PSCI CPU_ON |
 //! | `poke` | hex address | one 32-bit store there at boot (fault test) |
 //! | `rt` | `1` (or `0`) | take interrupts: heartbeat from the virtual timer, UART RX interrupt |
+//! | `wdog` | decimal milliseconds (`0`: off) | kick Tessera's VM watchdog (`TESSERA_WDOG_KICK`) every period from boot |
 //!
 //! Unknown keys and bad values are reported through a callback and otherwise ignored, so a
 //! typo never stops the guest from booting.
@@ -22,6 +23,8 @@ pub struct Bootargs {
     pub poke: Option<u64>,
     /// Real-time mode: GICv3, virtual-timer heartbeat, interrupt-driven console.
     pub rt: bool,
+    /// Watchdog kick period in milliseconds.
+    pub wdog_ms: Option<u32>,
 }
 
 /// Why one bootargs word was ignored.
@@ -78,6 +81,13 @@ impl Bootargs {
                     }
                     None => false,
                 },
+                "wdog" => match hex::parse_decimal_u32(value) {
+                    Some(ms) => {
+                        args.wdog_ms = (ms != 0).then_some(ms);
+                        true
+                    }
+                    None => false,
+                },
                 "poke" => match hex::parse_u64(value) {
                     Some(address) => {
                         args.poke = Some(address);
@@ -126,7 +136,7 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1");
+        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 wdog=100");
         assert!(problems.is_empty());
         assert_eq!(
             args,
@@ -135,20 +145,21 @@ mod tests {
                 smp: true,
                 poke: Some(0x1000_0000),
                 rt: true,
+                wdog_ms: Some(100),
             }
         );
     }
 
     #[test]
     fn later_words_override_and_zero_disables() {
-        let (args, _) = parse("heartbeat=100 smp=1 rt=1 heartbeat=0 smp=0 rt=0");
+        let (args, _) = parse("heartbeat=100 smp=1 rt=1 wdog=50 heartbeat=0 smp=0 rt=0 wdog=0");
         assert_eq!(args, Bootargs::default());
     }
 
     #[test]
     fn problems_are_reported_and_skipped() {
         let (args, problems) =
-            parse("console=ttyAMA0 quiet heartbeat=fast smp=2 poke=zz rt=yes heartbeat=7");
+            parse("console=ttyAMA0 quiet heartbeat=fast smp=2 poke=zz rt=yes wdog=-1 heartbeat=7");
         assert_eq!(
             args,
             Bootargs {
@@ -165,6 +176,7 @@ mod tests {
                 Problem::BadValue("smp=2"),
                 Problem::BadValue("poke=zz"),
                 Problem::BadValue("rt=yes"),
+                Problem::BadValue("wdog=-1"),
             ]
         );
         assert_eq!(problems[0].to_string(), "unknown bootarg 'console=ttyAMA0'");

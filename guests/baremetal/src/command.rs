@@ -11,6 +11,7 @@ pub const HELP: &[&str] = &[
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
+    "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
     "help              this text",
 ];
 
@@ -33,6 +34,10 @@ pub enum Command<'a> {
     },
     Help,
     Jitter,
+    /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
+    Wdog {
+        ms: Option<u32>,
+    },
     Unknown(&'a str),
     /// A known command with missing, extra or malformed arguments; holds the usage line.
     Usage(&'static str),
@@ -68,6 +73,14 @@ impl<'a> Command<'a> {
             }
             "peek" => match (first.and_then(hex::parse_u64), second, extra) {
                 (Some(address), None, false) => Command::Peek { address },
+                _ => Command::Usage(usage(name)),
+            },
+            "wdog" => match (first, second) {
+                (Some("stop"), None) => Command::Wdog { ms: None },
+                (Some(text), None) => match crate::hex::parse_decimal_u32(text) {
+                    Some(ms) if ms > 0 => Command::Wdog { ms: Some(ms) },
+                    _ => Command::Usage(usage(name)),
+                },
                 _ => Command::Usage(usage(name)),
             },
             "hvc" => match (first.and_then(hex::parse_u64), second, extra) {
@@ -128,6 +141,8 @@ mod tests {
                 address: 0x900_0018
             }
         );
+        assert_eq!(Command::parse("wdog 100"), Command::Wdog { ms: Some(100) });
+        assert_eq!(Command::parse("wdog stop"), Command::Wdog { ms: None });
         assert_eq!(
             Command::parse("hvc 84000000"),
             Command::Hvc {
@@ -149,6 +164,10 @@ mod tests {
             "peek 1 2",
             "hvc",
             "hvc 0x100000000",
+            "wdog",
+            "wdog 0",
+            "wdog 0x10",
+            "wdog 100 200",
         ] {
             let parsed = Command::parse(line);
             let name = line.split(' ').next().unwrap();

@@ -42,6 +42,13 @@ static CPU_UP_TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 /// CNTFRQ_EL0, for nanoseconds.
 static FREQUENCY: AtomicU64 = AtomicU64::new(0);
 /// What the IRQ handler and the console loop share (rt mode; the statistics in both modes).
+/// Watchdog kicks: the period in counter ticks (0: not kicking) and the next kick's count.
+static WDOG_TICKS: AtomicU64 = AtomicU64::new(0);
+static WDOG_NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Tessera's TESSERA_WDOG_KICK (`docs/hvcall.md`).
+const TESSERA_WDOG_KICK: u32 = 0xc600_0002;
+
 static RT: IrqCell<RtState> = IrqCell::new(RtState::new());
 
 /// The interrupt side of the guest.
@@ -217,6 +224,9 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
     if args.smp {
         start_secondaries(&platform);
     }
+    if let Some(ms) = args.wdog_ms {
+        wdog_start(name, ms);
+    }
     let heartbeat_ticks = args
         .heartbeat_ms
         .and_then(|ms| jitter::period_ticks(ms, frequency));
@@ -346,6 +356,35 @@ extern "C" fn secondary_main(index: u64) -> ! {
     arch::park()
 }
 
+/// Kicks once now, then every `ms` from the console loop (`wdog_poll`).
+fn wdog_start(name: &str, ms: u32) {
+    let ticks = jitter::period_ticks(ms, FREQUENCY.load(Ordering::Relaxed)).unwrap_or(0);
+    let x0 = arch::smccc(conduit(), TESSERA_WDOG_KICK, 0, 0, 0) as i64;
+    if x0 != 0 {
+        say!("{name}: wdog: kick returned {x0}; not kicking");
+        WDOG_TICKS.store(0, Ordering::Relaxed);
+        return;
+    }
+    WDOG_NEXT.store(arch::cntvct_el0().wrapping_add(ticks), Ordering::Relaxed);
+    WDOG_TICKS.store(ticks, Ordering::Relaxed);
+    say!("{name}: wdog: kicking every {ms} ms");
+}
+
+/// Kicks the watchdog if a kick is due. In rt mode the loop looks only when it wakes (a
+/// heartbeat or input), so kicks come at most once per wake.
+fn wdog_poll() {
+    let ticks = WDOG_TICKS.load(Ordering::Relaxed);
+    if ticks == 0 {
+        return;
+    }
+    let now = arch::cntvct_el0();
+    let due = WDOG_NEXT.load(Ordering::Relaxed);
+    if jitter::is_due(now, due) {
+        arch::smccc(conduit(), TESSERA_WDOG_KICK, 0, 0, 0);
+        WDOG_NEXT.store(jitter::next_deadline(due, ticks, now), Ordering::Relaxed);
+    }
+}
+
 fn poke(address: u64, value: u32) {
     if !address.is_multiple_of(4) {
         say!("poke: address must be 4-byte aligned");
@@ -401,6 +440,7 @@ fn run_rt(name: &str, period: Option<u64>, uart_interrupt: bool) -> ! {
             }
             printed = beats;
         }
+        wdog_poll();
         while let Some(byte) = RT.with(|state| state.rx.pop()) {
             shell.feed(byte);
         }
@@ -437,6 +477,7 @@ fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
     let mut beats: u64 = 0;
     let mut deadline = heartbeat_ticks.map(|ticks| arch::cntvct_el0().wrapping_add(ticks));
     loop {
+        wdog_poll();
         if let Some(byte) = uart().try_read_byte() {
             shell.feed(byte);
         }
@@ -539,6 +580,11 @@ impl Shell<'_> {
                 say!("hvc {function:#x} -> x0={x0:#x}");
             }
             Command::Jitter => say_jitter(name),
+            Command::Wdog { ms: Some(ms) } => wdog_start(name, ms),
+            Command::Wdog { ms: None } => {
+                WDOG_TICKS.store(0, Ordering::Relaxed);
+                say!("{name}: wdog: stopped kicking");
+            }
             Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
             Command::Usage(usage) => say!("usage: {usage}"),
         }

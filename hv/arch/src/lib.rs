@@ -21,6 +21,7 @@ pub mod mmu;
 pub mod phys;
 pub mod pmu;
 pub mod smccc;
+pub mod timer;
 #[cfg(target_os = "none")]
 mod sync;
 

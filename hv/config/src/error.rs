@@ -72,6 +72,11 @@ pub enum ConfigError<'a> {
     SpiOwnedTwice { intid: u32, first: &'a str, second: &'a str },
     /// More SPIs in one VM (devices plus console) than its vGIC holds.
     TooManySpis { vm: &'a str, count: usize, max: usize },
+    /// A device's reset write is not 4-byte aligned or not inside the device's window.
+    BadResetWrite { vm: &'a str, pa: u64, size: u64, offset: u64 },
+    /// A watchdog period (`property`: `watchdog-ms` or `watchdog-first-ms`) of zero or above
+    /// [`crate::MAX_WATCHDOG_MS`].
+    BadWatchdogPeriod { vm: &'a str, property: &'static str, ms: u32 },
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -188,6 +193,15 @@ impl fmt::Display for ConfigError<'_> {
             Self::TooManySpis { vm, count, max } => {
                 write!(f, "/vms/{vm}: {count} SPIs (devices and console), but a vGIC holds at most {max}")
             }
+            Self::BadResetWrite { vm, pa, size, offset } => write!(
+                f,
+                "/vms/{vm}: device window {pa:#x} size {size:#x}: reset write at offset {offset:#x} is not a 4-byte aligned register inside the window"
+            ),
+            Self::BadWatchdogPeriod { vm, property, ms } => write!(
+                f,
+                "/vms/{vm}: {property} = <{ms}> is not a period of 1..={} ms",
+                crate::MAX_WATCHDOG_MS
+            ),
         }
     }
 }

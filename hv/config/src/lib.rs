@@ -20,7 +20,6 @@ pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDes
 pub use error::ConfigError;
 pub use validate::{MAX_VM_SPIS, validate};
 
-
 /// The whole system: which board, where the hypervisor lives, and the VMs.
 #[derive(Debug, Clone, Copy)]
 pub struct System<'a> {
@@ -70,7 +69,28 @@ pub struct Vm<'a> {
     pub physical_counter: bool,
     /// Physical devices passed through to the VM: their MMIO and their SPIs.
     pub devices: &'a [Device<'a>],
+    /// The VM's watchdog, if it has one: it must kick it (`TESSERA_WDOG_KICK`) in time.
+    pub watchdog: Option<Watchdog>,
 }
+
+/// A VM's watchdog (`watchdog-ms`, `watchdog-first-ms`, `on-watchdog`). It runs from the VM's
+/// start: the first deadline is `first_ms` after the start, each kick moves the deadline to
+/// `period_ms` after the kick. When a deadline passes, the hypervisor applies `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Watchdog {
+    /// Milliseconds from a kick to the deadline, 1..=[`MAX_WATCHDOG_MS`].
+    pub period_ms: u32,
+    /// Milliseconds from the VM's (re)start to the first deadline (a boot takes longer than
+    /// a period), 1..=[`MAX_WATCHDOG_MS`].
+    pub first_ms: u32,
+    /// What an expiry does: restart or stop the VM.
+    pub action: ExitAction,
+}
+
+/// The longest watchdog period or first period: one hour. Longer is taken for a typo (a
+/// microsecond or nanosecond count); a VM that needs no watchdog has none.
+pub const MAX_WATCHDOG_MS: u32 = 3_600_000;
 
 /// A physical device passed through to a VM (`devices = "/<path>"` or a raw `device` node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +108,19 @@ pub struct Device<'a> {
     /// guest's deactivation deactivates the physical SPI). The virtual INTID equals the
     /// physical one.
     pub spis: &'a [u32],
+    /// 32-bit writes the hypervisor makes to the device while the VM is down (stopped or
+    /// restarting), in order, to quiesce it (`reset-writes`): a virtio-mmio transport is
+    /// reset by writing 0 to its Status register at 0x70.
+    pub reset_writes: &'a [ResetWrite],
+}
+
+/// One write of a device's reset sequence: `value` to the 32-bit register at `offset` bytes
+/// into the device's window (4-byte aligned, inside the window; the validator checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ResetWrite {
+    pub offset: u64,
+    pub value: u32,
 }
 
 impl Device<'_> {
@@ -218,6 +251,8 @@ pub enum FaultPolicy {
     Inject,
     /// Stop the VM and report it.
     Stop,
+    /// Restart the VM from its pristine image and DTB, and report it.
+    Restart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

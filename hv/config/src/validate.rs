@@ -51,6 +51,21 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
         check_image(vm)?;
         check_initrd(vm)?;
         check_devices(board, earlier, vm)?;
+        check_watchdog(vm)?;
+    }
+    Ok(())
+}
+
+/// A watchdog's periods are at least 1 ms and at most [`crate::MAX_WATCHDOG_MS`].
+fn check_watchdog<'a>(vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+    let Some(watchdog) = vm.watchdog else {
+        return Ok(());
+    };
+    let periods = [("watchdog-ms", watchdog.period_ms), ("watchdog-first-ms", watchdog.first_ms)];
+    for (property, ms) in periods {
+        if ms == 0 || ms > crate::MAX_WATCHDOG_MS {
+            return Err(ConfigError::BadWatchdogPeriod { vm: vm.name, property, ms });
+        }
     }
     Ok(())
 }
@@ -105,6 +120,12 @@ fn check_devices<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Resu
                     second: vm.name,
                     second_region: pa,
                 });
+            }
+        }
+        for write in device.reset_writes {
+            let inside = write.offset.checked_add(4).is_some_and(|end| end <= device.size);
+            if !write.offset.is_multiple_of(4) || !inside {
+                return Err(ConfigError::BadResetWrite { vm: vm.name, pa: device.pa, size: device.size, offset: write.offset });
             }
         }
         for (k, &intid) in device.spis.iter().enumerate() {

@@ -10,6 +10,7 @@
 //!   the `VTCR_EL2`/`VTTBR_EL2` values that go with it.
 //! - [`psci`]: the guest-facing PSCI 1.1 / SMCCC 1.1 decisions.
 //! - [`vcpu`]: a vCPU's `VMPIDR_EL2` and its architectural reset state.
+//! - [`watchdog`]: a VM watchdog's deadlines and expiry decision.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -18,3 +19,4 @@ pub mod inject;
 pub mod psci;
 pub mod stage2;
 pub mod vcpu;
+pub mod watchdog;

@@ -43,6 +43,10 @@ pub mod id {
     /// (DEN0028: fast call, SMC64, owning entity 6, function 1). Returns `x0 = SUCCESS`,
     /// `x1` = instructions retired at EL2 on the calling vCPU's physical CPU (`docs/hvcall.md`).
     pub const TESSERA_STATS: u32 = 0xC600_0001;
+    /// TESSERA_WDOG_KICK: Tessera's own call, same range, function 2. Kicks the calling VM's
+    /// watchdog (its deadline moves to one period from now) and returns `SUCCESS`; a VM
+    /// without a watchdog gets `NOT_SUPPORTED` (`docs/hvcall.md`).
+    pub const TESSERA_WDOG_KICK: u32 = 0xC600_0002;
 }
 
 /// Return codes (DEN0022D, "Return error codes"), as the 64-bit value written to `x0`.
@@ -89,6 +93,10 @@ pub trait VmView {
     fn vcpu_power(&self, index: usize) -> PowerState;
     /// True if `ipa` lies in the VM's RAM (a valid place to start executing).
     fn ipa_is_ram(&self, ipa: u64) -> bool;
+    /// True if the system description gives the VM a watchdog (`watchdog-ms`).
+    fn has_watchdog(&self) -> bool {
+        false
+    }
 }
 
 /// The guest's `x0..x3` at the SMC or HVC.
@@ -121,6 +129,9 @@ pub enum Outcome {
     SystemReset,
     /// Return `SUCCESS` with the hypervisor's statistics in `x1` (`id::TESSERA_STATS`).
     TesseraStats,
+    /// Kick the VM's watchdog, then return `SUCCESS` (`id::TESSERA_WDOG_KICK`; only for a VM
+    /// that has one).
+    WatchdogKick,
 }
 
 const fn ret(x0: u64) -> Outcome {
@@ -183,6 +194,7 @@ pub fn handle(call: SmcccCall, vm: &impl VmView) -> Outcome {
         }
         id::SMCCC_VERSION => ret(SMCCC_VERSION_1_1),
         id::TESSERA_STATS => Outcome::TesseraStats,
+        id::TESSERA_WDOG_KICK if vm.has_watchdog() => Outcome::WatchdogKick,
         // No Arm Architecture Service workaround is offered yet (DEN0028, SMCCC_ARCH_FEATURES): a guest reads
         // NOT_SUPPORTED for WORKAROUND_1/2/3 and applies its own mitigation policy.
         id::SMCCC_ARCH_FEATURES => match a1 as u32 {
@@ -271,6 +283,41 @@ mod tests {
     /// A VM whose lookup claims an index beyond its vCPU count.
     struct LyingVm;
 
+    /// A one-vCPU VM with a watchdog.
+    struct WatchedVm;
+
+    impl VmView for WatchedVm {
+        fn vcpu_count(&self) -> usize {
+            1
+        }
+        fn vcpu_index_by_mpidr(&self, mpidr: u64) -> Option<usize> {
+            index_by_mpidr(mpidr, 1)
+        }
+        fn vcpu_power(&self, _: usize) -> PowerState {
+            PowerState::On
+        }
+        fn ipa_is_ram(&self, _: u64) -> bool {
+            true
+        }
+        fn has_watchdog(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn watchdog_kick_only_for_a_vm_with_a_watchdog() {
+        let kick = SmcccCall { x: [0xC600_0002, 0, 0, 0] };
+        assert_eq!(handle(kick, &WatchedVm), Outcome::WatchdogKick);
+        // The upper half of x0 is ignored, like every Function Identifier's.
+        let kick_high = SmcccCall { x: [0xFFFF_FFFF_C600_0002, 0, 0, 0] };
+        assert_eq!(handle(kick_high, &WatchedVm), Outcome::WatchdogKick);
+        // The SMC32 twin (bit 30 clear) and the next ID are not ours.
+        for function in [0x8600_0002u64, 0xC600_0003] {
+            let other = SmcccCall { x: [function, 0, 0, 0] };
+            assert_eq!(handle(other, &WatchedVm), Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]));
+        }
+    }
+
     impl VmView for LyingVm {
         fn vcpu_count(&self) -> usize {
             1
@@ -321,6 +368,8 @@ mod tests {
         assert_eq!(call(0x8400_0008, 0, 0, 0), Outcome::SystemOff);
         assert_eq!(call(0x8400_0009, 0, 0, 0), Outcome::SystemReset);
         assert_eq!(call(0xC600_0001, 0, 0, 0), Outcome::TesseraStats);
+        // FakeVm has no watchdog: the kick is an unknown call to it.
+        assert_eq!(x0(call(0xC600_0002, 0, 0, 0)), ret::NOT_SUPPORTED);
         assert_eq!(x0(call(0x8400_0001, 0, 0, 0)), ret::SUCCESS);
         assert_eq!(
             x0(call(0xC400_0001, 0x1_0000, 0x4000_0000, 0)),

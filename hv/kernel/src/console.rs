@@ -53,13 +53,13 @@ fn write_out(uart: &Pl011) -> impl FnMut(&[u8]) + '_ {
     }
 }
 
-/// Writes a `[hv]` line about `vm` on the console.
-pub fn hv_notice(vm: &str, what: &str) {
+/// Writes a `[hv]` line about `vm` on the console: `VM <vm>: <action> (<why>)`.
+pub fn hv_notice(vm: &str, action: &str, why: &str) {
     let Some(console) = CONSOLE.get() else { return };
     let mut console = console.lock();
     let Console { uart, mux } = &mut *console;
     let mut line: heapless::Vec<u8, 128> = heapless::Vec::new();
-    for part in [b"VM ".as_slice(), vm.as_bytes(), b": ", what.as_bytes()] {
+    for part in [b"VM ".as_slice(), vm.as_bytes(), b": ", action.as_bytes(), b" (", why.as_bytes(), b")"] {
         let _ = line.extend_from_slice(&part[..part.len().min(line.capacity() - line.len())]);
     }
     mux.hv_line(&line, &mut write_out(uart));

@@ -16,6 +16,7 @@ mod run;
 mod scrub;
 mod vgic;
 mod vm;
+mod watchdog;
 
 use tessera_arch::BootInfo;
 use tessera_config::{Board, System};

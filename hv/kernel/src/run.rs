@@ -13,7 +13,7 @@ use tessera_core::stage2::{S2Attrs, Stage2, Table};
 use tessera_core::{inject, vcpu};
 
 use crate::vm::{VmState, MAX_VCPUS, MAX_VMS, VMS};
-use crate::{console, vgic, Platform, KICK_SGI};
+use crate::{console, vgic, watchdog, Platform, KICK_SGI};
 
 /// Stage-2 tables for every VM, handed out at boot. With 2 MiB blocks a VM needs a root
 /// table, one table per GiB of IPA space it uses, and one per unaligned 2 MiB piece.
@@ -27,8 +27,11 @@ const ICC_SGI1R_EL1: u16 = exit::sysreg_encoding(3, 0, 12, 11, 5);
 /// CNTPCT_EL0 (op0 3, op1 3, CRn 14, CRm 0, op2 1): traps when CNTHCTL_EL2.EL1PCTEN is 0.
 const CNTPCT_EL0: u16 = exit::sysreg_encoding(3, 3, 14, 0, 1);
 
-/// Bound on how long a restart waits for the VM's other CPUs to leave the guest.
-const LEAVE_GUEST_POLLS: u32 = 10_000_000;
+/// How long a restart waits for each of the VM's other CPUs to leave the guest and finish
+/// handling its exit. A kick takes microseconds; the second is for emulators whose vCPU
+/// threads the host may deschedule (QEMU on a loaded machine). A CPU that needs longer is
+/// stuck, and the VM is stopped instead.
+const LEAVE_GUEST_TIMEOUT_MS: u64 = 1000;
 
 /// The primary CPU after the MMU is on: checks placement, programs the GIC, builds every VM's
 /// stage 2, starts the other CPUs, then becomes CPU 0's run loop. Each VM is scrubbed and
@@ -165,6 +168,8 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
         E::DeviceIrqNotSpi { .. } => "device interrupt not an SPI",
         E::SpiOwnedTwice { .. } => "SPI owned twice",
         E::TooManySpis { .. } => "too many SPIs",
+        E::BadResetWrite { .. } => "bad device reset write",
+        E::BadWatchdogPeriod { .. } => "bad watchdog period",
     }
 }
 
@@ -227,6 +232,7 @@ fn start_vm(platform: &Platform, index: usize) {
         return;
     }
     runtime.cntvoff.store(tessera_arch::cpu::counter(), Ordering::Release);
+    watchdog::start(vm, index);
     runtime.transition(VmState::Running);
     if runtime.vcpus[0].request_on(vm.image.entry_ipa, vm.dtb_ipa).is_ok() {
         kick_vcpu(platform, vm, 0);
@@ -252,12 +258,14 @@ fn stop_vm(platform: &Platform, index: usize, why: &str) {
     if !VMS[index].transition(VmState::Stopped) {
         return;
     }
+    watchdog::stop(index);
     for vcpu_index in 0..vm.cpus.len() {
         kick_vcpu(platform, vm, vcpu_index);
     }
     vgic::release_device_spis(platform, vm);
+    reset_devices(vm);
     defmt::info!("VM {=str} stopped: {=str}", vm.name, why);
-    console::hv_notice(vm.name, why);
+    console::hv_notice(vm.name, "stopped", why);
     let all_stopped = (0..platform.system.vms.len()).all(|i| VMS[i].state() == VmState::Stopped);
     if all_stopped {
         defmt::info!("every VM has stopped; powering off");
@@ -265,16 +273,26 @@ fn stop_vm(platform: &Platform, index: usize, why: &str) {
     }
 }
 
-/// Restarts VM `index`: every vCPU leaves the guest, RAM is scrubbed and reloaded, the
-/// console is reset, and the boot vCPU starts again.
-fn restart_vm(platform: &Platform, index: usize, why: &str) {
+/// Runs each passed-through device's reset sequence (`reset-writes`), so a device the guest
+/// left running (DMA, interrupts) is quiet while the VM is down and found reset by its next
+/// boot. The tables' validator has checked every write lies inside its device's window.
+fn reset_devices(vm: &Vm<'_>) {
+    for device in vm.devices.iter().filter(|device| !device.reset_writes.is_empty()) {
+        defmt::info!("VM {=str}: device {=u64:#x} reset ({=usize} writes)", vm.name, device.pa, device.reset_writes.len());
+        for write in device.reset_writes {
+            let Some(pa) = device.pa.checked_add(write.offset) else { continue };
+            if tessera_arch::mmio::write(pa, 4, u64::from(write.value)).is_err() {
+                defmt::warn!("VM {=str}: device reset write to {=u64:#x} refused", vm.name, pa);
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until every vCPU of VM `index` other than this CPU's has left the guest
+/// and finished handling its exit. False if one did not.
+fn wait_for_vcpus_to_leave(platform: &Platform, index: usize) -> bool {
     let vm = &platform.system.vms[index];
     let runtime = &VMS[index];
-    if !runtime.transition(VmState::Restarting) {
-        return;
-    }
-    defmt::info!("VM {=str} restarting: {=str}", vm.name, why);
-    console::hv_notice(vm.name, why);
     let me = tessera_arch::cpu::index();
     for (vcpu_index, &cpu) in vm.cpus.iter().enumerate() {
         kick_vcpu(platform, vm, vcpu_index);
@@ -282,28 +300,70 @@ fn restart_vm(platform: &Platform, index: usize, why: &str) {
             continue;
         }
         let slot = &runtime.vcpus[vcpu_index];
-        let mut polls = 0;
-        while slot.in_guest.load(Ordering::Acquire) && polls < LEAVE_GUEST_POLLS {
+        let ticks = tessera_arch::cpu::counter_frequency().saturating_mul(LEAVE_GUEST_TIMEOUT_MS) / 1000;
+        let deadline = tessera_arch::cpu::counter().saturating_add(ticks);
+        while slot.in_guest.load(Ordering::Acquire) {
+            if tessera_arch::cpu::counter() >= deadline {
+                defmt::error!("VM {=str}: vCPU {=usize} did not leave the guest", vm.name, vcpu_index);
+                return false;
+            }
             core::hint::spin_loop();
-            polls += 1;
         }
-        if polls == LEAVE_GUEST_POLLS {
-            defmt::error!("VM {=str}: vCPU {=usize} did not leave the guest; stopping the VM instead", vm.name, vcpu_index);
-            runtime.transition(VmState::Stopped);
-            return;
-        }
+    }
+    true
+}
+
+/// Restarts VM `index`: every vCPU leaves the guest (bounded wait), its devices are reset,
+/// RAM is scrubbed and reloaded, the vGIC, console and watchdog are reset, and the boot vCPU
+/// starts again. Each CPU of the VM resets its own list registers and virtual timer when it
+/// sees the new generation (`leave_generation`). Other VMs are not touched.
+fn restart_vm(platform: &Platform, index: usize, why: &str) {
+    let vm = &platform.system.vms[index];
+    let runtime = &VMS[index];
+    if !runtime.transition(VmState::Restarting) {
+        return;
+    }
+    watchdog::stop(index);
+    defmt::info!("VM {=str} restarting: {=str}", vm.name, why);
+    console::hv_notice(vm.name, "restarting", why);
+    if !wait_for_vcpus_to_leave(platform, index) {
+        defmt::error!("VM {=str}: not restarted; stopping it instead", vm.name);
+        stop_vm(platform, index, "a vCPU did not leave the guest for a restart");
+        return;
     }
     tessera_arch::cache::invalidate_guest_tlbs_all();
     vgic::release_device_spis(platform, vm);
+    reset_devices(vm);
     start_vm(platform, index);
+}
+
+/// This CPU leaves a generation of its vCPU (the VM stopped or is restarting): nothing of
+/// the old guest may reach the next one. The list registers are emptied and the virtual
+/// interface disabled (the vGIC model was or will be reset; the next flush loads from it),
+/// the virtual timer is stopped, and its physical PPI, which may be active (forwarded with
+/// the HW bit, the old guest never EOIed it), is deactivated.
+fn leave_generation(platform: &Platform) {
+    for n in 0..tessera_arch::gic_cpu::list_register_count() {
+        tessera_arch::gic_cpu::write_lr(n, 0);
+    }
+    tessera_arch::gic_cpu::set_virtual_interface(false, false);
+    tessera_arch::guest::disable_virtual_timer();
+    tessera_arch::gic_cpu::deactivate(platform.board.timer.virt);
 }
 
 /// A CPU's life: set up its GIC interface, then run its vCPU (if any) forever.
 pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let mpidr = tessera_arch::cpu::mpidr();
+    // CNTP_CTL_EL0 resets to an UNKNOWN value: silence the watchdog timer before its PPI is
+    // enabled below (a watched VM's vCPU 0 arms it when it starts).
+    tessera_arch::timer::disarm_physical();
     match (platform.redistributor)(mpidr) {
         Ok(redistributor) => {
-            let ppis = (1 << platform.board.timer.virt) | (1 << platform.board.gic.maintenance_intid);
+            // The virtual timer (forwarded to guests), the maintenance interrupt, and the EL1
+            // physical timer (the hypervisor's own: VM watchdogs).
+            let ppis = (1 << platform.board.timer.virt)
+                | (1 << platform.board.gic.maintenance_intid)
+                | (1 << platform.board.timer.nonsecure_phys);
             if redistributor.init((1 << KICK_SGI) | ppis).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
@@ -343,6 +403,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
             handle_interrupts(platform, None);
         };
         let generation = runtime.generation();
+        if vcpu_index == 0 && vm.watchdog.is_some() {
+            watchdog::arm_here(vm_index);
+        }
         let mut regs = GuestRegs { elr: entry, spsr: vcpu::RESET_SPSR_EL2, ..GuestRegs::default() };
         regs.x[0] = context;
         tessera_arch::guest::reset_el1(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1);
@@ -354,15 +417,20 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
             physical_counter: vm.physical_counter,
             cntvoff: runtime.cntvoff.load(Ordering::Acquire),
         });
+        // `in_guest` stays set from before the entry until the exit is handled, so a
+        // restart (which waits for it to clear) never races this vCPU's last exit into the
+        // VM's fresh vGIC model.
         loop {
             slot.in_guest.store(true, Ordering::Release);
             if runtime.generation() != generation || slot.power() != PowerState::On {
+                if runtime.generation() != generation {
+                    leave_generation(platform);
+                }
                 slot.in_guest.store(false, Ordering::Release);
                 break;
             }
             vgic::flush(vm_index, vcpu_index);
             let kind = tessera_arch::guest::enter(&mut regs);
-            slot.in_guest.store(false, Ordering::Release);
             let kick = vgic::sync(vm_index, vcpu_index);
             kick_vcpus(platform, vm_index, kick);
             match kind {
@@ -411,7 +479,16 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
             return;
         }
         tessera_arch::gic_cpu::priority_drop(intid);
-        if intid == platform.board.timer.virt {
+        if intid == platform.board.timer.nonsecure_phys {
+            // The hypervisor's own timer: a VM watchdog on this CPU. Re-armed or silenced
+            // (its level drops) before it is deactivated.
+            let expiry = watchdog::on_timer(platform);
+            tessera_arch::gic_cpu::deactivate(intid);
+            if let Some(expiry) = expiry {
+                watchdog_expired(platform, &expiry);
+            }
+            continue;
+        } else if intid == platform.board.timer.virt {
             if let Some((vm_index, vcpu_index)) = current {
                 // Forwarded with the HW bit: the guest's EOI deactivates it.
                 let kick = vgic::timer_fired(vm_index, vcpu_index, intid);
@@ -446,6 +523,20 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
         // KICK_SGI and the maintenance interrupt need no action: the run loop syncs the
         // list registers and re-reads its vCPU's state after every exit.
         tessera_arch::gic_cpu::deactivate(intid);
+    }
+}
+
+/// A VM missed its watchdog deadline: apply its `on-watchdog`.
+fn watchdog_expired(platform: &Platform, expiry: &watchdog::Expiry) {
+    let vm = &platform.system.vms[expiry.vm_index];
+    let period_ms = vm.watchdog.map_or(0, |dog| dog.period_ms);
+    defmt::warn!(
+        "VM {=str}: watchdog expired (period {=u32} ms, noticed {=u64} us after the deadline)",
+        vm.name, period_ms, expiry.late_ns / 1000
+    );
+    match expiry.action {
+        ExitAction::Restart => restart_vm(platform, expiry.vm_index, "watchdog expired"),
+        ExitAction::Stop => stop_vm(platform, expiry.vm_index, "watchdog expired"),
     }
 }
 
@@ -633,6 +724,7 @@ fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what:
             }
         }
         FaultPolicy::Stop => stop_vm(platform, vm_index, what),
+        FaultPolicy::Restart => restart_vm(platform, vm_index, what),
     }
 }
 
@@ -655,6 +747,9 @@ impl VmView for View<'_> {
     fn ipa_is_ram(&self, ipa: u64) -> bool {
         self.vm.memory.iter().any(|region| region.ipa_range().contains(ipa))
     }
+    fn has_watchdog(&self) -> bool {
+        self.vm.watchdog.is_some()
+    }
 }
 
 fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
@@ -664,6 +759,10 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
         Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
         Outcome::TesseraStats => {
             regs.x[..4].copy_from_slice(&[psci::ret::SUCCESS, tessera_arch::pmu::el2_instructions(), 0, 0]);
+        }
+        Outcome::WatchdogKick => {
+            let result = if watchdog::kick(vm, vm_index) { psci::ret::SUCCESS } else { psci::ret::NOT_SUPPORTED };
+            regs.x[..4].copy_from_slice(&[result, 0, 0, 0]);
         }
         Outcome::CpuOn { target, entry, context } => {
             let result = match VMS[vm_index].vcpus[target].request_on(entry, context) {

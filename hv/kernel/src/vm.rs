@@ -36,7 +36,8 @@ pub struct VcpuSlot {
     /// Entry point and context ID of a pending CPU_ON (or the boot vCPU's entry and DTB).
     pub entry: AtomicU64,
     pub context: AtomicU64,
-    /// True while this vCPU's CPU is inside the guest (the restart path waits for false).
+    /// True while this vCPU's CPU is inside the guest or handling an exit from it (a restart
+    /// waits for false before it resets the VM).
     pub in_guest: AtomicBool,
 }
 

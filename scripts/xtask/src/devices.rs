@@ -63,6 +63,8 @@ pub struct PassDevice {
     /// The guest's copy of the node: name and properties (`reg`, `interrupt-parent` added
     /// by the guest DTB writer). `None` for raw devices.
     pub guest_node: Option<GuestNode>,
+    /// Its reset sequence (`reset-writes`), offsets from its first window.
+    pub reset_writes: Vec<tessera_config::ResetWrite>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,11 +264,26 @@ pub fn resolve(root: &Node, vm: &VmDesc) -> Result<Vec<PassDevice>> {
                 _ => properties.push(property.clone()),
             }
         }
+        let reset_writes = vm
+            .device_resets
+            .iter()
+            .filter(|reset| reset.device == *path)
+            .flat_map(|reset| reset.writes.iter().copied())
+            .collect();
         out.push(PassDevice {
             source: path.clone(),
             windows,
             spis,
             guest_node: Some(GuestNode { name: node.name.clone(), properties }),
+            reset_writes,
+        });
+    }
+    if let Some(reset) = vm.device_resets.iter().find(|reset| !vm.devices.contains(&reset.device)) {
+        return Err(Error::BadValue {
+            node: reset.node.clone(),
+            property: "device".into(),
+            value: format!("\"{}\"", reset.device),
+            allowed: "a path listed in the VM's `devices`",
         });
     }
     for raw in &vm.raw_devices {
@@ -320,5 +337,6 @@ fn raw_device(vm: &VmDesc, raw: &DeviceDesc) -> Result<PassDevice> {
         windows: vec![Window { pa: raw.base, ipa: raw.guest_base.unwrap_or(raw.base), size: raw.size, access }],
         spis: raw.interrupts.clone(),
         guest_node: None,
+        reset_writes: raw.reset_writes.clone(),
     })
 }

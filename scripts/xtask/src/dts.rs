@@ -9,7 +9,7 @@ pub mod fdt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tessera_config::{ExitAction, FaultPolicy, WfiPolicy};
+use tessera_config::{ExitAction, FaultPolicy, ResetWrite, Watchdog, WfiPolicy};
 
 use crate::error::{Error, Result, io};
 use fdt::Node;
@@ -52,6 +52,20 @@ pub struct VmDesc {
     pub sub_page: SubPage,
     /// `device@N` children: raw windows and SPIs with no board node.
     pub raw_devices: Vec<DeviceDesc>,
+    /// `reset@N` children: reset sequences for devices named in `devices`.
+    pub device_resets: Vec<ResetDesc>,
+    /// `watchdog-ms`, `watchdog-first-ms` (default: the period), `on-watchdog` (default
+    /// `"restart"`).
+    pub watchdog: Option<Watchdog>,
+}
+
+/// `reset@N { device = "/<board path>"; reset-writes = <offset value …>; }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetDesc {
+    pub node: String,
+    /// The board path, as in the VM's `devices`.
+    pub device: String,
+    pub writes: Vec<ResetWrite>,
 }
 
 /// `sub-page = "reject" | "trap"`.
@@ -71,6 +85,8 @@ pub struct DeviceDesc {
     /// GIC INTIDs.
     pub interrupts: Vec<u32>,
     pub dma: DmaPolicy,
+    /// `reset-writes = <offset value …>`.
+    pub reset_writes: Vec<ResetWrite>,
 }
 
 /// A raw device's `dma = "none" | "unrestricted"`.
@@ -208,10 +224,12 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
     let fault_policy = match props.string("fault-policy")?.as_deref() {
         None | Some("inject") => FaultPolicy::Inject,
         Some("stop") => FaultPolicy::Stop,
+        Some("restart") => FaultPolicy::Restart,
         Some(other) => {
-            return Err(props.bad_value("fault-policy", other, "\"inject\" or \"stop\""));
+            return Err(props.bad_value("fault-policy", other, "\"inject\", \"stop\" or \"restart\""));
         }
     };
+    let watchdog = parse_watchdog(&mut props)?;
     let on_system_off = props.exit_action("on-system-off", ExitAction::Stop)?;
     let on_system_reset = props.exit_action("on-system-reset", ExitAction::Restart)?;
     let wfi = match props.string("wfi")?.as_deref() {
@@ -237,12 +255,14 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
 
     let mut memory = Vec::new();
     let mut raw_devices = Vec::new();
+    let mut device_resets = Vec::new();
     let mut console_node = None;
     for child in &node.children {
         let child_path = format!("{path}/{}", child.name);
         match child.name.split('@').next().unwrap_or_default() {
             "memory" => memory.push(parse_memory(child, child_path)?),
             "device" => raw_devices.push(parse_device(child, child_path)?),
+            "reset" => device_resets.push(parse_reset(child, child_path)?),
             "console" if child.name == "console" => {
                 console_node = Some(parse_console(child, child_path)?)
             }
@@ -284,7 +304,58 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         dma_unrestricted,
         sub_page,
         raw_devices,
+        device_resets,
+        watchdog,
     })
+}
+
+/// `watchdog-ms`, `watchdog-first-ms`, `on-watchdog`: the last two only with the first. The
+/// periods' bounds are the validator's (`tessera_config::MAX_WATCHDOG_MS`).
+fn parse_watchdog(props: &mut Props<'_>) -> Result<Option<Watchdog>> {
+    let period_ms = props.u32("watchdog-ms")?;
+    let first_ms = props.u32("watchdog-first-ms")?;
+    let action = match props.string("on-watchdog")?.as_deref() {
+        None => None,
+        Some("restart") => Some(ExitAction::Restart),
+        Some("stop") => Some(ExitAction::Stop),
+        Some(other) => return Err(props.bad_value("on-watchdog", other, "\"restart\" or \"stop\"")),
+    };
+    match period_ms {
+        Some(period_ms) => Ok(Some(Watchdog {
+            period_ms,
+            first_ms: first_ms.unwrap_or(period_ms),
+            action: action.unwrap_or(ExitAction::Restart),
+        })),
+        None if first_ms.is_some() || action.is_some() => Err(props.missing("watchdog-ms")),
+        None => Ok(None),
+    }
+}
+
+/// `reset-writes = <offset value …>`: pairs of cells. Offsets are checked against the
+/// device's window by the validator.
+fn reset_writes(props: &mut Props<'_>) -> Result<Vec<ResetWrite>> {
+    let Some(cells) = props.u32_list("reset-writes")? else {
+        return Ok(Vec::new());
+    };
+    if cells.is_empty() || cells.len() % 2 != 0 {
+        return Err(props.bad_cells("reset-writes", "pairs of cells (<offset value …>)", cells.len() * 4));
+    }
+    Ok(cells
+        .chunks_exact(2)
+        .map(|pair| ResetWrite { offset: u64::from(pair[0]), value: pair[1] })
+        .collect())
+}
+
+fn parse_reset(node: &Node, path: String) -> Result<ResetDesc> {
+    let mut props = Props::new(node, path.clone());
+    let device = props.required_string("device")?;
+    let writes = reset_writes(&mut props)?;
+    if writes.is_empty() {
+        return Err(props.missing("reset-writes"));
+    }
+    props.finish()?;
+    no_children(node, &path)?;
+    Ok(ResetDesc { node: path, device, writes })
 }
 
 fn parse_device(node: &Node, path: String) -> Result<DeviceDesc> {
@@ -303,9 +374,10 @@ fn parse_device(node: &Node, path: String) -> Result<DeviceDesc> {
         "unrestricted" => DmaPolicy::Unrestricted,
         other => return Err(props.bad_value("dma", other, "\"none\" or \"unrestricted\"")),
     };
+    let reset_writes = reset_writes(&mut props)?;
     props.finish()?;
     no_children(node, &path)?;
-    Ok(DeviceDesc { node: path, base, size, guest_base, interrupts, dma })
+    Ok(DeviceDesc { node: path, base, size, guest_base, interrupts, dma, reset_writes })
 }
 
 fn parse_memory(node: &Node, path: String) -> Result<MemoryDesc> {

@@ -5,7 +5,7 @@
 use tessera_config::{
     Device,
     Board, Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PAGE_SIZE,
-    System, Vm, WfiPolicy, validate, vgic_frames,
+    System, Vm, Watchdog, WfiPolicy, validate, vgic_frames,
 };
 
 use crate::devices::PassDevice;
@@ -63,6 +63,7 @@ pub struct VmPlan {
     pub on_system_reset: ExitAction,
     pub wfi: WfiPolicy,
     pub physical_counter: bool,
+    pub watchdog: Option<Watchdog>,
     /// Passed-through devices, resolved against the board's device tree.
     pub devices: Vec<PassDevice>,
 }
@@ -215,6 +216,7 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
         on_system_reset: desc.on_system_reset,
         wfi: desc.wfi,
         physical_counter: desc.physical_counter,
+        watchdog: desc.watchdog,
         devices,
     })
 }
@@ -355,6 +357,7 @@ impl VmPlan {
                     size: w.size,
                     access: w.access,
                     spis: if i == 0 { &device.spis[..] } else { &[] },
+                    reset_writes: if i == 0 { &device.reset_writes[..] } else { &[] },
                 })
             })
             .collect()
@@ -403,6 +406,7 @@ impl Plan {
                 on_system_reset: vm.on_system_reset,
                 wfi: vm.wfi,
                 physical_counter: vm.physical_counter,
+                watchdog: vm.watchdog,
                 devices,
             })
             .collect();
@@ -537,6 +541,7 @@ mod tests {
             on_system_reset: ExitAction::Restart,
             wfi: WfiPolicy::Native,
             physical_counter: true,
+            watchdog: None,
             devices: Vec::new(),
         };
         let error = vm.check_footprint().unwrap_err();

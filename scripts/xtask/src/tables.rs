@@ -89,7 +89,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, System, Vm, WfiPolicy}};"
+        "    use tessera_config::{{Console, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, ResetWrite, System, Vm, Watchdog, WfiPolicy}};"
     );
     for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
         let Blobs { image, dtb, initrd } = files;
@@ -138,11 +138,17 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         for (d, device) in table.iter().enumerate() {
             let spis: Vec<String> = device.spis.iter().map(u32::to_string).collect();
             line!("    static VM{index}_DEVICE{d}_SPIS: [u32; {}] = [{}];", spis.len(), spis.join(", "));
+            let writes: Vec<String> = device
+                .reset_writes
+                .iter()
+                .map(|w| format!("ResetWrite {{ offset: {:#x}, value: {:#x} }}", w.offset, w.value))
+                .collect();
+            line!("    static VM{index}_DEVICE{d}_RESETS: [ResetWrite; {}] = [{}];", writes.len(), writes.join(", "));
         }
         line!("    static VM{index}_DEVICES: [Device<'static>; {}] = [", table.len());
         for (d, device) in table.iter().enumerate() {
             line!(
-                "        Device {{ ipa: {:#x}, pa: {:#x}, size: {:#x}, access: DeviceAccess::{:?}, spis: &VM{index}_DEVICE{d}_SPIS }},",
+                "        Device {{ ipa: {:#x}, pa: {:#x}, size: {:#x}, access: DeviceAccess::{:?}, spis: &VM{index}_DEVICE{d}_SPIS, reset_writes: &VM{index}_DEVICE{d}_RESETS }},",
                 device.ipa, device.pa, device.size, device.access
             );
         }
@@ -194,6 +200,19 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         line!("            wfi: WfiPolicy::{:?},", vm.wfi);
         line!("            physical_counter: {},", vm.physical_counter);
         line!("            devices: &VM{index}_DEVICES,");
+        match vm.watchdog {
+            Some(w) => {
+                line!(
+                    "            watchdog: Some(Watchdog {{ period_ms: {}, first_ms: {}, action: ExitAction::{:?} }}),",
+                    w.period_ms,
+                    w.first_ms,
+                    w.action
+                );
+            }
+            None => {
+                line!("            watchdog: None,");
+            }
+        }
         line!("        }},");
     }
     line!("    ];");

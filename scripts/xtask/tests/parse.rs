@@ -137,7 +137,7 @@ fn bad_value() {
     );
     assert_eq!(
         message,
-        "/vms/alpha: property `fault-policy` is \"ignore\", but it must be \"inject\" or \"stop\""
+        "/vms/alpha: property `fault-policy` is \"ignore\", but it must be \"inject\", \"stop\" or \"restart\""
     );
 }
 

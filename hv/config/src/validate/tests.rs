@@ -1,7 +1,7 @@
 //! One test per [`ConfigError`] variant, each starting from a valid system and breaking one thing.
 
 use super::*;
-use crate::{Conduit, Device, DeviceAccess, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, Initrd, MemoryRegion,
+use crate::{Conduit, ResetWrite, Watchdog, Device, DeviceAccess, Console, CpuDesc, ExitAction, FaultPolicy, GicDesc, GicVersion, Image, Initrd, MemoryRegion,
     TimerPpis, UartDesc, UartKind};
 
 const MIB: u64 = 1 << 20;
@@ -51,6 +51,7 @@ fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion])
         wfi: crate::WfiPolicy::Native,
         physical_counter: true,
         devices: &[],
+        watchdog: None,
     }
 }
 
@@ -315,9 +316,9 @@ fn too_many_vms() {
 const BLK_SPIS: [u32; 1] = [79];
 const RTC_SPIS: [u32; 1] = [34];
 const BLK: Device<'static> =
-    Device { ipa: 0x0a00_3e00, pa: 0x0a00_3e00, size: 0x200, access: DeviceAccess::Trap, spis: &BLK_SPIS };
+    Device { ipa: 0x0a00_3e00, pa: 0x0a00_3e00, size: 0x200, access: DeviceAccess::Trap, spis: &BLK_SPIS, reset_writes: &[] };
 const RTC: Device<'static> =
-    Device { ipa: 0x0901_0000, pa: 0x0901_0000, size: 0x1000, access: DeviceAccess::Map, spis: &RTC_SPIS };
+    Device { ipa: 0x0901_0000, pa: 0x0901_0000, size: 0x1000, access: DeviceAccess::Map, spis: &RTC_SPIS, reset_writes: &[] };
 
 #[test]
 fn devices_pass() {
@@ -467,4 +468,63 @@ fn too_many_spis() {
     let a_devices = [Device { spis: &MANY, ..RTC }];
     a.devices = &a_devices;
     assert_eq!(check(&[a]), Err(ConfigError::TooManySpis { vm: "a", count: 41, max: MAX_VM_SPIS }));
+}
+
+#[test]
+fn reset_writes_inside_the_window_pass() {
+    let writes = [ResetWrite { offset: 0x70, value: 0 }, ResetWrite { offset: 0x1fc, value: 1 }];
+    let a_devices = [Device { reset_writes: &writes, ..BLK }];
+    let a = Vm { devices: &a_devices, ..vm("a", 1, &[0], &MEM_A) };
+    assert_eq!(check(&[a]), Ok(()));
+}
+
+#[test]
+fn reset_write_outside_the_window() {
+    // 0x200 is the first byte past a virtio-mmio transport's window.
+    let writes = [ResetWrite { offset: 0x200, value: 0 }];
+    let a_devices = [Device { reset_writes: &writes, ..BLK }];
+    let vms = [Vm { devices: &a_devices, ..vm("a", 1, &[0], &MEM_A) }];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::BadResetWrite { vm: "a", pa: 0x0a00_3e00, size: 0x200, offset: 0x200 });
+    assert_eq!(
+        err.to_string(),
+        "/vms/a: device window 0xa003e00 size 0x200: reset write at offset 0x200 is not a 4-byte aligned register inside the window"
+    );
+}
+
+#[test]
+fn reset_write_unaligned_or_wrapping() {
+    for offset in [0x72, u64::MAX - 1] {
+        let writes = [ResetWrite { offset, value: 0 }];
+        let a_devices = [Device { reset_writes: &writes, ..BLK }];
+        let a = Vm { devices: &a_devices, ..vm("a", 1, &[0], &MEM_A) };
+        assert_eq!(check(&[a]), Err(ConfigError::BadResetWrite { vm: "a", pa: 0x0a00_3e00, size: 0x200, offset }));
+    }
+}
+
+const WATCHDOG: Watchdog = Watchdog { period_ms: 500, first_ms: 2000, action: ExitAction::Restart };
+
+#[test]
+fn a_watchdog_passes() {
+    let a = Vm { watchdog: Some(WATCHDOG), ..vm("a", 1, &[0], &MEM_A) };
+    let longest = Watchdog { period_ms: crate::MAX_WATCHDOG_MS, first_ms: 1, ..WATCHDOG };
+    let b = Vm { watchdog: Some(longest), ..vm("b", 2, &[1], &MEM_B) };
+    assert_eq!(check(&[a, b]), Ok(()));
+}
+
+#[test]
+fn watchdog_period_zero() {
+    let vms = [Vm { watchdog: Some(Watchdog { period_ms: 0, ..WATCHDOG }), ..vm("a", 1, &[0], &MEM_A) }];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::BadWatchdogPeriod { vm: "a", property: "watchdog-ms", ms: 0 });
+    assert_eq!(err.to_string(), "/vms/a: watchdog-ms = <0> is not a period of 1..=3600000 ms");
+}
+
+#[test]
+fn watchdog_first_period_absurd() {
+    let first_ms = crate::MAX_WATCHDOG_MS + 1;
+    let b = Vm { watchdog: Some(Watchdog { first_ms, ..WATCHDOG }), ..vm("b", 2, &[1], &MEM_B) };
+    let vms = [vm("a", 1, &[0], &MEM_A), b];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::BadWatchdogPeriod { vm: "b", property: "watchdog-first-ms", ms: first_ms });
 }
