@@ -128,6 +128,13 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
         // what this flush would write. (Checked first: this is most exits.)
         return;
     }
+    flush_now(tracked, vcpu_index);
+}
+
+/// The flush proper, kept out of line so that the check above, which most exits stop at,
+/// stays small (no large prologue).
+#[inline(never)]
+fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
     let count = tessera_arch::gic_cpu::list_register_count();
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     let (flush, write) = {
@@ -161,6 +168,12 @@ pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     if used == 0 {
         return 0;
     }
+    sync_now(tracked, vcpu_index, used)
+}
+
+/// The sync proper, out of line like `flush_now`.
+#[inline(never)]
+fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used: usize) -> u32 {
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     for (n, lr) in lrs[..used].iter_mut().enumerate() {
         *lr = tessera_arch::gic_cpu::read_lr(n);
