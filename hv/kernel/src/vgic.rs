@@ -121,7 +121,7 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
 pub fn flush(vm_index: usize, vcpu_index: usize) {
     let Some(vgic) = vgic(vm_index) else { return };
-    let mut tracked = vgic.lock();
+    let tracked = vgic.lock();
     let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
     if current == Some(tracked.epoch) {
         // Nothing changed since the list registers (and the interface) were written with
@@ -161,7 +161,7 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     let Some(vgic) = vgic(vm_index) else { return 0 };
-    let mut tracked = vgic.lock();
+    let tracked = vgic.lock();
     // Only the list registers the last flush filled can hold anything; with none filled,
     // the guest cannot have changed any.
     let used = tracked.model.lrs_in_use(vcpu_index);
