@@ -491,7 +491,7 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
         } else if intid == platform.board.timer.virt {
             if let Some((vm_index, vcpu_index)) = current {
                 // Forwarded with the HW bit: the guest's EOI deactivates it.
-                let kick = vgic::timer_fired(vm_index, vcpu_index, intid);
+                let kick = vgic::hw_fired(vm_index, vcpu_index, intid);
                 kick_vcpus(platform, vm_index, kick);
                 continue;
             }

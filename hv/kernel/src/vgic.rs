@@ -26,8 +26,7 @@ pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 
 /// A VM's vGIC model plus what lets the run loop skip flushing and syncing when nothing can
 /// have changed: every mutation of the model bumps `epoch`, and `current[vcpu]` records the
-/// epoch at which that vCPU's list registers were last written with what a flush loads (by
-/// a flush, or by the timer's fast path). While the epoch is the same, flushing again would
+/// epoch at which that vCPU's list registers were last written with what a flush loads. While the epoch is the same, flushing again would
 /// write the same values. Syncing reads back only the list registers in use, and none when
 /// the last flush loaded nothing (the guest cannot have changed an empty one).
 pub struct Tracked {
@@ -179,32 +178,6 @@ fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used:
         *lr = tessera_arch::gic_cpu::read_lr(n);
     }
     tracked.changing().sync(vcpu_index, &lrs[..used])
-}
-
-/// The virtual timer's PPI fired while `vcpu` ran here (its list registers synced): if the
-/// model agrees it can go straight in (see `Vgic::hw_ppi_fast`), writes list register 0
-/// now, so the run loop's flush has nothing to do; otherwise the general `hw_fired`.
-/// Returns the vCPUs to kick.
-pub fn timer_fired(vm_index: usize, vcpu_index: usize, intid: u32) -> u32 {
-    let Some(vgic) = vgic(vm_index) else { return 0 };
-    let mut tracked = vgic.lock();
-    let Some(lr0) = tracked.model.hw_ppi_fast(intid, vcpu_index) else {
-        return tracked.changing().hw_fired(intid, vcpu_index);
-    };
-    tracked.epoch = tracked.epoch.wrapping_add(1);
-    let epoch = tracked.epoch;
-    tracked.current[vcpu_index] = Some(epoch);
-    // List registers the last flush filled may still hold stale values: clear them.
-    let count = tessera_arch::gic_cpu::list_register_count();
-    let written = usize::from(tracked.written[vcpu_index]).min(count);
-    tracked.written[vcpu_index] = 1;
-    drop(tracked);
-    tessera_arch::gic_cpu::write_lr(0, lr0);
-    for n in 1..written {
-        tessera_arch::gic_cpu::write_lr(n, 0);
-    }
-    tessera_arch::gic_cpu::set_virtual_interface(true, false);
-    0
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.

@@ -890,50 +890,6 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         kick
     }
 
-    /// The fast path for a HW-linked PPI (the virtual timer) that fired on the physical CPU
-    /// running `vcpu`, when that vCPU's List Registers are empty (nothing was loaded, or
-    /// [`sync`](Self::sync) has read them back): if the interrupt is takeable (enabled,
-    /// forwarded, neither pending nor active yet) and nothing else is a candidate for
-    /// `vcpu`, records it as loaded into List Register 0 and returns that register's value:
-    /// exactly what [`hw_fired`](Self::hw_fired) followed by [`flush`](Self::flush) would
-    /// have loaded, at the cost of a check of the live set. `None`: take the general path
-    /// (`hw_fired`, then `flush`); nothing was changed.
-    pub fn hw_ppi_fast(&mut self, hw_intid: u32, vcpu: usize) -> Option<u64> {
-        if vcpu >= self.vcpu_count || hw_intid >= 32 || self.lr_used[vcpu] != 0 {
-            return None;
-        }
-        let intid = if self.private_hw[hw_intid as usize] == Some(hw_intid) {
-            hw_intid
-        } else {
-            self.private_hw.iter().position(|&hw| hw == Some(hw_intid))? as u32
-        };
-        let irq = Irq::Private { vcpu, intid };
-        let st = self.state(irq);
-        if !st.enabled || !self.enable_grp1 || st.active || st.pending() {
-            return None;
-        }
-        // Anything else the vCPU could be loaded with would need the general flush.
-        if self
-            .live(vcpu)
-            .any(|other| other != irq && self.candidate_key(other, vcpu).is_some())
-        {
-            return None;
-        }
-        let priority = st.priority;
-        let st = self.state_mut(irq);
-        st.lr_pending = true;
-        self.lr_slots[vcpu][0] = Some(LrSlot { irq, state: 1 });
-        self.lr_used[vcpu] = 1;
-        Some(
-            (1 << lr::STATE_SHIFT)
-                | lr::GROUP1
-                | (u64::from(priority) << lr::PRIORITY_SHIFT)
-                | u64::from(intid)
-                | lr::HW
-                | (u64::from(hw_intid) << lr::PINTID_SHIFT),
-        )
-    }
-
     /// The guest on `sender` wrote `icc_sgi1r` to `ICC_SGI1R_EL1` (trapped because
     /// `HCR_EL2.IMO` is set). Makes SGI `INTID` pending on every target: with `IRM` = 1 every
     /// vCPU of the VM but the sender; otherwise the vCPUs whose affinity is

@@ -1465,49 +1465,6 @@ fn bits_iterates_set_bits_in_order() {
     assert_eq!(Bits(u32::MAX).count(), 32);
 }
 
-/// The timer fast path loads what `hw_fired` + `flush` would, and leaves the model in the
-/// same state; it declines whenever the general path is needed.
-#[test]
-fn hw_ppi_fast_path_matches_the_general_path() {
-    let mut v = vgic();
-    enable_dist(&mut v);
-    // Disabled: declined, nothing changed.
-    let before = format!("{v:?}");
-    assert_eq!(v.hw_ppi_fast(VTIMER, 1), None);
-    assert_eq!(format!("{v:?}"), before);
-    rwrite(&mut v, 1, sgi_offset(gicr_sgi::ISENABLER0), 1 << VTIMER);
-    rwrite(&mut v, 1, sgi_offset(gicr_sgi::IPRIORITYR) + 24, 0xA0 << 24);
-    let mut general = v.clone();
-    let lr0 = v.hw_ppi_fast(VTIMER, 1).unwrap();
-    assert_eq!(general.hw_fired(VTIMER, 1), 0);
-    let mut lrs = [0u64; 4];
-    assert_eq!(general.flush(1, &mut lrs), Flush { used: 1, more_pending: false });
-    assert_eq!(lrs[0], lr0);
-    assert_eq!(lr0 & lr::HW, lr::HW);
-    assert_eq!(format!("{v:?}"), format!("{general:?}"));
-    // Loaded: a second arrival before the sync takes the general path.
-    assert_eq!(v.hw_ppi_fast(VTIMER, 1), None);
-    // The guest took and deactivated it: the List Register is read back, the path is open.
-    v.sync(1, &[with_state(lr0, 0), 0, 0, 0]);
-    assert_eq!(v.hw_ppi_fast(VTIMER, 1), Some(lr0));
-    v.sync(1, &[with_state(lr0, 0), 0, 0, 0]);
-    // Another candidate (an SGI pending for vCPU 1) needs the general flush.
-    rwrite(&mut v, 1, sgi_offset(gicr_sgi::ISENABLER0), 1 << 2);
-    v.send_sgi(0, (2 << 24) | 0b10);
-    let before = format!("{v:?}");
-    assert_eq!(v.hw_ppi_fast(VTIMER, 1), None);
-    assert_eq!(format!("{v:?}"), before);
-    // Group 1 disabled, or an unknown physical INTID or vCPU: declined.
-    let mut w = vgic();
-    rwrite(&mut w, 0, sgi_offset(gicr_sgi::ISENABLER0), 1 << VTIMER);
-    assert_eq!(w.hw_ppi_fast(VTIMER, 0), None);
-    enable_dist(&mut w);
-    assert_eq!(w.hw_ppi_fast(26, 0), None);
-    assert_eq!(w.hw_ppi_fast(VTIMER, 4), None);
-    assert_eq!(w.hw_ppi_fast(40, 0), None);
-    assert!(w.hw_ppi_fast(VTIMER, 0).is_some());
-}
-
 #[test]
 fn live_set_follows_pending_and_active() {
     let mut v = vgic();
@@ -1699,23 +1656,7 @@ mod property {
                     Op::RedistRead(f, o, w) => { let _ = v.redist_read(f, o, w); }
                     Op::RedistWrite(c, f, o, w, val) => { let _ = v.redist_write(c, f, o, w, val); }
                     Op::Level(i, l) => { let _ = v.set_level(i, l); }
-                    Op::HwFired(h, c) => {
-                        // Where the fast path applies, it must equal hw_fired + flush.
-                        if c < 4 && loaded[c].is_none() && v.lrs_in_use(c) == 0 {
-                            let mut general = v.clone();
-                            if let Some(lr0) = v.hw_ppi_fast(h, c) {
-                                general.hw_fired(h, c);
-                                let mut lrs = [0u64; 4];
-                                let flush = general.flush(c, &mut lrs);
-                                prop_assert_eq!(flush, Flush { used: 1, more_pending: false });
-                                prop_assert_eq!(lrs[0], lr0);
-                                prop_assert_eq!(format!("{v:?}"), format!("{general:?}"));
-                                loaded[c] = Some(lrs);
-                                continue;
-                            }
-                        }
-                        let _ = v.hw_fired(h, c);
-                    }
+                    Op::HwFired(h, c) => { let _ = v.hw_fired(h, c); }
                     Op::Sgi(c, s) => {
                         let targets = v.send_sgi(c, s);
                         prop_assert_eq!(targets & !0b1111, 0, "only the VM's vCPUs");
