@@ -11,14 +11,14 @@ bash scripts/setup-host.sh
 
 echo "== firmware builds (hypervisor: aarch64-unknown-none-softfloat, guest: aarch64-unknown-none)" >&2
 cargo build --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt
-cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench
+cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -p tessera-guest-attack
 
 echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 # The hypervisor crates for the target too: their asm paths are compiled out on the host.
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -p tessera-kernel \
     -p tessera-arch -p tessera-drivers -p tessera-core -p tessera-vdev -p tessera-config -- -D warnings
-cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -- -D warnings
+cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -p tessera-guest-attack -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-linux-udp-echo -- -D warnings
 
 echo "== tests (host unit tests, then HIL tests under QEMU)" >&2

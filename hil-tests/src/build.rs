@@ -27,8 +27,10 @@ fn cargo() -> Command {
 /// One build at a time (cargo would serialise them anyway), and each path built once per
 /// test process. Failures are cached too, so every test that needs a broken system fails fast
 /// with the same message.
-fn cache() -> &'static Mutex<HashMap<PathBuf, Result<PathBuf, String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Result<PathBuf, String>>>> = OnceLock::new();
+type BuildCache = HashMap<(PathBuf, String), Result<PathBuf, String>>;
+
+fn cache() -> &'static Mutex<BuildCache> {
+    static CACHE: OnceLock<Mutex<BuildCache>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -54,6 +56,13 @@ fn run(mut command: Command) -> Result<String> {
 /// absolute path (the last stdout line, by the build tool's contract). The unstripped ELF is
 /// `tessera.elf` beside it. `dts` may be relative to the workspace root.
 pub fn build_system(dts: &Path) -> Result<PathBuf> {
+    build_system_with_features(dts, "")
+}
+
+/// As [`build_system`], with test-only cargo `features` of the platform binary (comma
+/// separated, e.g. `fault-test`), passed to the build tool in `TESSERA_HV_FEATURES`. Give
+/// such a build its own system file: outputs go to a directory named after it.
+pub fn build_system_with_features(dts: &Path, features: &str) -> Result<PathBuf> {
     let dts = if dts.is_absolute() {
         dts.to_path_buf()
     } else {
@@ -62,15 +71,16 @@ pub fn build_system(dts: &Path) -> Result<PathBuf> {
     let mut cache = cache()
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(result) = cache.get(&dts) {
+    let key = (dts.clone(), features.to_string());
+    if let Some(result) = cache.get(&key) {
         return result.clone().map_err(|detail| Error::Command {
             command: format!("cargo xtask build {}", dts.display()),
             detail,
         });
     }
-    let result = build_uncached(&dts);
+    let result = build_uncached(&dts, features);
     cache.insert(
-        dts,
+        key,
         result
             .as_ref()
             .map(Clone::clone)
@@ -79,9 +89,10 @@ pub fn build_system(dts: &Path) -> Result<PathBuf> {
     result
 }
 
-fn build_uncached(dts: &Path) -> Result<PathBuf> {
+fn build_uncached(dts: &Path, features: &str) -> Result<PathBuf> {
     let mut command = cargo();
     command.arg("xtask").arg("build").arg(dts);
+    command.env("TESSERA_HV_FEATURES", features);
     let stdout = run(command)?;
     let last_line = stdout
         .lines()

@@ -19,7 +19,7 @@ pub mod interrupts;
 mod qemu;
 pub mod rt;
 
-pub use build::{build_guest_image, build_system, workspace_root};
+pub use build::{build_guest_image, build_system, build_system_with_features, workspace_root};
 pub use console::{ConsoleLog, Line, split_tag};
 pub use defmt_log::decode_defmt;
 pub use error::{Error, Result};

@@ -18,7 +18,7 @@ fn main() {
         None => String::from(
             "/// No system was given (plain `cargo build`): nothing to run.\n\
              pub static SYSTEM: tessera_config::System<'static> = tessera_config::System {\n\
-             board: \"qemu-virt\", hv_region: tessera_config::MemRange::new(0x4000_0000, 0x0100_0000), vms: &[] };\n",
+             board: \"qemu-virt\", hv_region: tessera_config::MemRange::new(0x4000_0000, 0x0100_0000), vms: &[], pools: &[] };\n",
         ),
     };
     fs::write(out.join("system.rs"), tables).expect("writing system.rs into OUT_DIR");

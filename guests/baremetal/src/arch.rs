@@ -205,7 +205,13 @@ extern "C" fn el1_exception(index: u64, frame: &mut Frame) {
         elr: frame.elr,
     };
     if crate::exception(VectorIndex(index), syndrome) {
-        frame.elr = frame.elr.wrapping_add(4);
+        // Resume after the faulting instruction; for an instruction abort (EC 0x21) there is
+        // none to skip, so return to the caller of the branch that got there (x30).
+        frame.elr = if syndrome.exception_class() == 0x21 {
+            frame.x[30]
+        } else {
+            frame.elr.wrapping_add(4)
+        };
     } else {
         park();
     }
@@ -258,6 +264,39 @@ read_sysreg!(far_el1, "far_el1");
 read_sysreg!(mpidr_el1, "mpidr_el1");
 read_sysreg!(current_el_raw, "CurrentEL");
 read_sysreg!(cntfrq_el0, "cntfrq_el0");
+
+/// Programs hardware breakpoint 0 at `address` (DBGBVR0_EL1; DBGBCR0_EL1 = enabled, EL1,
+/// all byte lanes: 0x1e3) and unlocks the OS lock (OSLAR_EL1 = 0), then reads back
+/// DBGBVR0_EL1, DBGBCR0_EL1, MDSCR_EL1, OSLSR_EL1 and MDRAR_EL1. MDSCR_EL1.MDE stays as it
+/// is, so the breakpoint cannot fire. Under Tessera every one of these traps (MDCR_EL2.TDA,
+/// TDOSA, TDRA) and reads as zero.
+pub fn debug_registers(address: u64) -> [u64; 5] {
+    let (bvr, bcr, mdscr, oslsr, mdrar): (u64, u64, u64, u64, u64);
+    // SAFETY: debug register accesses only; with MDSCR_EL1.MDE unchanged (0 after reset)
+    // breakpoint 0 generates no debug exception.
+    unsafe {
+        asm!(
+            "msr dbgbvr0_el1, {address}",
+            "msr dbgbcr0_el1, {control}",
+            "msr oslar_el1, xzr",
+            "isb",
+            "mrs {bvr}, dbgbvr0_el1",
+            "mrs {bcr}, dbgbcr0_el1",
+            "mrs {mdscr}, mdscr_el1",
+            "mrs {oslsr}, oslsr_el1",
+            "mrs {mdrar}, mdrar_el1",
+            address = in(reg) address,
+            control = in(reg) 0x1e3u64,
+            bvr = out(reg) bvr,
+            bcr = out(reg) bcr,
+            mdscr = out(reg) mdscr,
+            oslsr = out(reg) oslsr,
+            mdrar = out(reg) mdrar,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    [bvr, bcr, mdscr, oslsr, mdrar]
+}
 
 /// The current exception level (CurrentEL.EL, bits 3:2).
 pub fn current_el() -> u64 {
@@ -474,6 +513,25 @@ pub fn smccc(conduit: Conduit, function: u32, a1: u64, a2: u64, a3: u64) -> u64 
     x0
 }
 
+/// An SMCCC call with one argument through `conduit`; returns x0-x6.
+pub fn smccc_seven(conduit: Conduit, function: u32, a1: u64) -> [u64; 7] {
+    let mut x = [u64::from(function), a1, 0, 0, 0, 0, 0];
+    match conduit {
+        // SAFETY: as in `smccc`: the call changes only x0-x17 (x0-x6 read back, the rest
+        // clobbered by the C ABI).
+        Conduit::Hvc => unsafe {
+            asm!("hvc #0", inout("x0") x[0], inout("x1") x[1], inout("x2") x[2], inout("x3") x[3],
+                inout("x4") x[4], inout("x5") x[5], inout("x6") x[6], clobber_abi("C"))
+        },
+        // SAFETY: as above.
+        Conduit::Smc => unsafe {
+            asm!("smc #0", inout("x0") x[0], inout("x1") x[1], inout("x2") x[2], inout("x3") x[3],
+                inout("x4") x[4], inout("x5") x[5], inout("x6") x[6], clobber_abi("C"))
+        },
+    }
+    x
+}
+
 /// PSCI CPU_ON for `mpidr`, entering `secondary_entry` with x0 = `index`. Returns the PSCI
 /// status (0 = success) as a signed value.
 pub fn cpu_on(conduit: Conduit, mpidr: u64, index: u64) -> i64 {
@@ -503,6 +561,39 @@ pub fn peek(address: u64) -> u32 {
         asm!("mov {v:x}, #0", "ldr {v:w}, [{a}]", a = in(reg) address, v = out(reg) value, options(nostack, preserves_flags))
     };
     value as u32
+}
+
+unsafe extern "C" {
+    /// `link.ld`: the image's first byte, the start of its writable part (.data, then BSS and
+    /// stacks), and its end.
+    static __image_start: u8;
+    static __data_start: u8;
+    static __image_end: u8;
+}
+
+/// The image's start, the start of its writable part, and its end (addresses = IPAs: the
+/// MMU is off).
+pub fn image_layout() -> (u64, u64, u64) {
+    // Only the symbols' addresses are taken; nothing is read through them.
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__data_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    )
+}
+
+/// A 64-bit load from this guest's own RAM (victim mode's checksum).
+pub fn read_ram(address: u64) -> u64 {
+    // SAFETY: the caller passes an 8-byte aligned address inside the RAM the device tree gave
+    // this guest, outside the image's writable part; a volatile read of it has no side effect.
+    unsafe { core::ptr::read_volatile(address as *const u64) }
+}
+
+/// A 64-bit store to this guest's own free RAM (victim mode's canary).
+pub fn write_ram(address: u64, value: u64) {
+    // SAFETY: the caller passes an 8-byte aligned address inside this guest's RAM that holds
+    // neither the image nor the device tree (`canary::Layout`), so nothing Rust uses changes.
+    unsafe { core::ptr::write_volatile(address as *mut u64, value) }
 }
 
 /// A `&'static str` that the boot CPU publishes before starting the secondaries.

@@ -6,6 +6,8 @@
 //! | `smp` | `1` (or `0`) | start every other CPU in the DT with PSCI CPU_ON |
 //! | `poke` | hex address | one 32-bit store there at boot (fault test) |
 //! | `rt` | `1` (or `0`) | take interrupts: heartbeat from the virtual timer, UART RX interrupt |
+//! | `share` | decimal milliseconds, > 0 | at boot, busy-loop that long and print the CPU share it got |
+//! | `canary` | `1` (or `0`) | fill free RAM with a pattern and checksum RAM (`status`): the isolation tests' victim |
 //! | `wdog` | decimal milliseconds (`0`: off) | kick Tessera's VM watchdog (`TESSERA_WDOG_KICK`) every period from boot |
 //!
 //! Unknown keys and bad values are reported through a callback and otherwise ignored, so a
@@ -23,6 +25,10 @@ pub struct Bootargs {
     pub poke: Option<u64>,
     /// Real-time mode: GICv3, virtual-timer heartbeat, interrupt-driven console.
     pub rt: bool,
+    /// Measure the CPU share over this many milliseconds at boot.
+    pub share_ms: Option<u32>,
+    /// Victim mode: fill free RAM with a pattern at boot; `status` checksums RAM.
+    pub canary: bool,
     /// Watchdog kick period in milliseconds.
     pub wdog_ms: Option<u32>,
 }
@@ -77,6 +83,20 @@ impl Bootargs {
                 "rt" => match flag(value) {
                     Some(on) => {
                         args.rt = on;
+                        true
+                    }
+                    None => false,
+                },
+                "share" => match hex::parse_decimal_u32(value) {
+                    Some(ms) if ms > 0 => {
+                        args.share_ms = Some(ms);
+                        true
+                    }
+                    _ => false,
+                },
+                "canary" => match flag(value) {
+                    Some(on) => {
+                        args.canary = on;
                         true
                     }
                     None => false,
@@ -136,7 +156,7 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 wdog=100");
+        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 canary=1 wdog=100 share=2000");
         assert!(problems.is_empty());
         assert_eq!(
             args,
@@ -145,14 +165,17 @@ mod tests {
                 smp: true,
                 poke: Some(0x1000_0000),
                 rt: true,
+                share_ms: Some(2000),
+                canary: true,
                 wdog_ms: Some(100),
             }
         );
+        assert_eq!(parse("share=0").1, vec![Problem::BadValue("share=0")]);
     }
 
     #[test]
     fn later_words_override_and_zero_disables() {
-        let (args, _) = parse("heartbeat=100 smp=1 rt=1 wdog=50 heartbeat=0 smp=0 rt=0 wdog=0");
+        let (args, _) = parse("heartbeat=100 smp=1 rt=1 canary=1 wdog=50 heartbeat=0 smp=0 rt=0 canary=0 wdog=0");
         assert_eq!(args, Bootargs::default());
     }
 

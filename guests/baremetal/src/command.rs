@@ -10,7 +10,10 @@ pub const HELP: &[&str] = &[
     "poke <hex> [hex]  32-bit store (default value 0), then 'poke done'",
     "peek <hex>        32-bit load, print it",
     "hvc <hex>         hvc #0 with x0 = function id, print x0",
+    "debug <hex>       set hardware breakpoint 0 there, print the debug registers read back",
     "jitter            heartbeat lateness: count, min/avg/max in ns",
+    "sched             this VM's RTDS accounting per vCPU (TESSERA_SCHED_STATS)",
+    "status            RAM checksum (canary=1), heartbeats, lateness, unexpected interrupts",
     "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
     "help              this text",
 ];
@@ -32,8 +35,13 @@ pub enum Command<'a> {
     Hvc {
         function: u32,
     },
+    Debug {
+        address: u64,
+    },
     Help,
     Jitter,
+    Sched,
+    Status,
     /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
     Wdog {
         ms: Option<u32>,
@@ -59,7 +67,9 @@ impl<'a> Command<'a> {
             "reset" if no_args => Command::Reset,
             "help" if no_args => Command::Help,
             "jitter" if no_args => Command::Jitter,
-            "ping" | "off" | "reset" | "help" | "jitter" => Command::Usage(usage(name)),
+            "sched" if no_args => Command::Sched,
+            "status" if no_args => Command::Status,
+            "ping" | "off" | "reset" | "help" | "jitter" | "sched" | "status" => Command::Usage(usage(name)),
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {
@@ -73,6 +83,10 @@ impl<'a> Command<'a> {
             }
             "peek" => match (first.and_then(hex::parse_u64), second, extra) {
                 (Some(address), None, false) => Command::Peek { address },
+                _ => Command::Usage(usage(name)),
+            },
+            "debug" => match (first.and_then(hex::parse_u64), second, extra) {
+                (Some(address), None, false) => Command::Debug { address },
                 _ => Command::Usage(usage(name)),
             },
             "wdog" => match (first, second) {
@@ -117,6 +131,8 @@ mod tests {
         assert_eq!(Command::parse("reset"), Command::Reset);
         assert_eq!(Command::parse("help"), Command::Help);
         assert_eq!(Command::parse("jitter"), Command::Jitter);
+        assert_eq!(Command::parse("sched"), Command::Sched);
+        assert_eq!(Command::parse("status"), Command::Status);
     }
 
     #[test]
@@ -141,6 +157,7 @@ mod tests {
                 address: 0x900_0018
             }
         );
+        assert_eq!(Command::parse("debug 40200000"), Command::Debug { address: 0x4020_0000 });
         assert_eq!(Command::parse("wdog 100"), Command::Wdog { ms: Some(100) });
         assert_eq!(Command::parse("wdog stop"), Command::Wdog { ms: None });
         assert_eq!(
@@ -156,6 +173,8 @@ mod tests {
         for line in [
             "ping 1",
             "jitter now",
+            "sched 1",
+            "status 1",
             "poke",
             "poke xyz",
             "poke 0x1 0x100000000",
@@ -164,6 +183,8 @@ mod tests {
             "peek 1 2",
             "hvc",
             "hvc 0x100000000",
+            "debug",
+            "debug 1 2",
             "wdog",
             "wdog 0",
             "wdog 0x10",

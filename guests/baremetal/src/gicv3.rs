@@ -185,7 +185,6 @@ impl GicV3 {
 
     /// Enables an SGI (INTID 0–15) in this CPU's redistributor: Group 1, [`PRIORITY`]. SGIs
     /// are always edge-triggered (GICR_ICFGR0 is read-only for them).
-    #[allow(dead_code, reason = "used by guests/bench, which includes this file; this guest sends no SGIs")]
     pub fn enable_sgi(&self, intid: u32) -> Result<(), GicError> {
         if intid >= gic::FIRST_PPI {
             return Err(GicError::UnusableInterrupt { intid });

@@ -17,6 +17,7 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use tessera_guest_baremetal::bootargs::Bootargs;
+use tessera_guest_baremetal::canary::{self, Checksum};
 use tessera_guest_baremetal::command::{Command, HELP};
 use tessera_guest_baremetal::dt::{self, Conduit, MAX_CPUS, Platform};
 use tessera_guest_baremetal::gic::{self, Interrupt, Trigger};
@@ -41,7 +42,6 @@ static CPU_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 static CPU_UP_TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 /// CNTFRQ_EL0, for nanoseconds.
 static FREQUENCY: AtomicU64 = AtomicU64::new(0);
-/// What the IRQ handler and the console loop share (rt mode; the statistics in both modes).
 /// Watchdog kicks: the period in counter ticks (0: not kicking) and the next kick's count.
 static WDOG_TICKS: AtomicU64 = AtomicU64::new(0);
 static WDOG_NEXT: AtomicU64 = AtomicU64::new(0);
@@ -49,7 +49,10 @@ static WDOG_NEXT: AtomicU64 = AtomicU64::new(0);
 /// Tessera's TESSERA_WDOG_KICK (`docs/hvcall.md`).
 const TESSERA_WDOG_KICK: u32 = 0xc600_0002;
 
+/// What the IRQ handler and the console loop share (rt mode; the statistics in both modes).
 static RT: IrqCell<RtState> = IrqCell::new(RtState::new());
+/// Victim mode (`canary=1`): the RAM layout checksummed, and its checksum right after the fill.
+static CANARY: IrqCell<Option<(canary::Layout, u64)>> = IrqCell::new(None);
 
 /// The interrupt side of the guest.
 struct RtState {
@@ -72,6 +75,11 @@ struct RtState {
     /// can drop its line and the guest has no driver for it.
     other_irqs: u64,
     last_other_irq: u32,
+    /// SGIs and PPIs other than the timer's: nobody in this guest sends them, so each one
+    /// came from outside (an isolation test counts them).
+    unexpected_irqs: u64,
+    /// The latest heartbeat's worst lateness since the last `status` (ticks).
+    window_max_late: u64,
 }
 
 impl RtState {
@@ -89,6 +97,8 @@ impl RtState {
             distributor: 0,
             other_irqs: 0,
             last_other_irq: 0,
+            unexpected_irqs: 0,
+            window_max_late: 0,
         }
     }
 
@@ -100,6 +110,7 @@ impl RtState {
         };
         let late = jitter::lateness_ticks(entry_count, self.deadline);
         self.stats.record(late);
+        self.window_max_late = self.window_max_late.max(late);
         self.beats += 1;
         self.last_late = late;
         self.deadline = jitter::next_deadline(self.deadline, period, arch::cntvct_el0());
@@ -157,6 +168,8 @@ pub(crate) fn interrupt(entry_count: u64) -> bool {
                 arch::poke(icenabler, 1 << (intid % 32));
                 state.other_irqs += 1;
                 state.last_other_irq = intid;
+            } else {
+                state.unexpected_irqs += 1;
             }
             icc::end_of_interrupt(intid);
         }
@@ -221,8 +234,15 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
         say!("{name}: boot poke {address:#x}");
         poke(address, 0);
     }
+    if args.canary {
+        fill_canary(&platform, dtb_address, blob.len() as u64);
+    }
     if args.smp {
         start_secondaries(&platform);
+    }
+    if let Some(ms) = args.share_ms {
+        measure_share(name, ms, frequency);
+        say_sched(name);
     }
     if let Some(ms) = args.wdog_ms {
         wdog_start(name, ms);
@@ -231,7 +251,7 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
         .heartbeat_ms
         .and_then(|ms| jitter::period_ticks(ms, frequency));
     if args.rt {
-        match start_rt(&platform, heartbeat_ticks) {
+        match start_rt(&platform, heartbeat_ticks, args.canary) {
             Some(uart_interrupt) => run_rt(name, heartbeat_ticks, uart_interrupt),
             None => say!("{name}: rt mode needs a GIC"),
         }
@@ -240,9 +260,10 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
 }
 
 /// Brings up the GIC, the timer PPI and (if the DT has one) the UART SPI, arms the first
-/// heartbeat and unmasks IRQs. `None` if rt mode is not possible (the caller polls instead);
+/// heartbeat and unmasks IRQs. A victim (`canary=1`) also enables its 16 SGIs, so that any
+/// SGI that reaches it is taken and counted (`unexpected_irqs` in `status`). `None` if rt mode is not possible (the caller polls instead);
 /// otherwise whether the UART is interrupt-driven.
-fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
+fn start_rt(platform: &Platform<'_>, period: Option<u64>, listen_sgis: bool) -> Option<bool> {
     let name = platform.name();
     let regions = platform.gic?;
     let mpidr = arch::mpidr_el1() & arch::MPIDR_AFFINITY_MASK;
@@ -268,6 +289,13 @@ fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
     if let Err(error) = gic.enable_ppi(timer) {
         say!("{name}: gic: {error}");
         return None;
+    }
+    if listen_sgis {
+        for intid in 0..gic::FIRST_PPI {
+            if let Err(error) = gic.enable_sgi(intid) {
+                say!("{name}: gic: {error}");
+            }
+        }
     }
     let uart_intid = platform
         .uart_interrupt
@@ -301,6 +329,60 @@ fn start_rt(platform: &Platform<'_>, period: Option<u64>) -> Option<bool> {
     });
     arch::irq_enable();
     Some(uart_intid.is_some())
+}
+
+/// Victim mode: fills the RAM outside the image and the device tree with the pattern and
+/// records the checksum of the whole RAM (bar the image's writable part).
+fn fill_canary(platform: &Platform<'_>, dtb_address: u64, dtb_size: u64) {
+    let name = platform.name();
+    let Some((base, size)) = platform.memory else {
+        say!("{name}: canary: no memory in the device tree");
+        return;
+    };
+    let (image_start, data_start, image_end) = arch::image_layout();
+    let layout = canary::Layout {
+        base,
+        size,
+        skip: (data_start, image_end),
+        keep: (dtb_address, dtb_address.saturating_add(dtb_size)),
+    };
+    layout.for_each_word(|address, fill| {
+        if fill && !(image_start..data_start).contains(&address) {
+            arch::write_ram(address, canary::pattern(address - base));
+        }
+    });
+    let checksum = ram_checksum(&layout);
+    CANARY.with(|canary| *canary = Some((layout, checksum)));
+    say!("{name}: canary {base:#x}+{size:#x} checksum={checksum:#018x}");
+}
+
+fn ram_checksum(layout: &canary::Layout) -> u64 {
+    let mut checksum = Checksum::new();
+    layout.for_each_word(|address, _| checksum.add(arch::read_ram(address)));
+    checksum.value()
+}
+
+/// `status`: `<name>: status checksum=… boot=… intact=yes|no|n/a beats=<n> max_late_ns=<ns>
+/// window_max_late_ns=<ns> unexpected_irqs=<n>`; the window is since the previous `status`.
+fn say_status(name: &str) {
+    let (checksum, boot, intact) = match CANARY.with(|canary| *canary) {
+        Some((layout, boot)) => {
+            let now = ram_checksum(&layout);
+            (now, boot, if now == boot { "yes" } else { "no" })
+        }
+        None => (0, 0, "n/a"),
+    };
+    let (beats, stats, window, unexpected) = RT.with(|state| {
+        let window = core::mem::take(&mut state.window_max_late);
+        (state.beats, state.stats, window, state.unexpected_irqs)
+    });
+    let frequency = FREQUENCY.load(Ordering::Relaxed);
+    let summary = stats.summary(frequency);
+    say!(
+        "{name}: status checksum={checksum:#018x} boot={boot:#018x} intact={intact} beats={beats} max_late_ns={} window_max_late_ns={} unexpected_irqs={unexpected}",
+        summary.max_ns,
+        jitter::ticks_to_ns(window, frequency)
+    );
 }
 
 fn hello(platform: &Platform<'_>) {
@@ -466,6 +548,51 @@ fn say_jitter(name: &str) {
     );
 }
 
+/// TESSERA_SCHED_STATS (`docs/hvcall.md`): the hypervisor's RTDS accounting of vCPU 0.
+const TESSERA_SCHED_STATS: u32 = 0xC600_0003;
+
+/// TESSERA_STATS: EL2 instructions retired on this vCPU's physical CPU so far.
+const TESSERA_STATS: u32 = 0xC600_0001;
+
+fn el2_instructions() -> Option<u64> {
+    match arch::smccc_seven(conduit(), TESSERA_STATS, 0) {
+        [0, count, ..] => Some(count),
+        _ => None,
+    }
+}
+
+/// `<name>: share <permille> permille over <ms> ms, <n> iterations[, el2 <n>]`: busy-loops
+/// for `ms` milliseconds of virtual time and reports the part of it this vCPU ran, and (under
+/// Tessera) the EL2 instructions its physical CPU retired meanwhile.
+fn measure_share(name: &str, ms: u32, frequency: u64) {
+    let el2_before = el2_instructions();
+    let window = u64::from(ms) * frequency / 1000;
+    // A step over 2 µs means the loop did not run (its own iteration is far shorter).
+    let gap = (frequency / 500_000).max(1);
+    let mut meter = tessera_guest_baremetal::share::ShareMeter::new(arch::cntvct_el0(), gap);
+    while meter.elapsed() < window {
+        meter.record(arch::cntvct_el0());
+    }
+    match el2_before.zip(el2_instructions()) {
+        Some((before, after)) => say!(
+            "{name}: share {} permille over {ms} ms, {} iterations, el2 {}",
+            meter.permille(), meter.iterations, after.wrapping_sub(before)
+        ),
+        None => say!("{name}: share {} permille over {ms} ms, {} iterations", meter.permille(), meter.iterations),
+    }
+}
+
+/// `<name>: sched vcpu 0 used <us> us beyond <us> us misses <n> switches <n> periods <n> switch-cost <n>`,
+/// or `<name>: sched not supported (<x0>)` on a CPU that no RTDS pool runs.
+fn say_sched(name: &str) {
+    let [status, used, beyond, misses, switches, periods, cost] = arch::smccc_seven(conduit(), TESSERA_SCHED_STATS, 0);
+    if status != 0 {
+        say!("{name}: sched not supported ({})", status as i64);
+        return;
+    }
+    say!("{name}: sched vcpu 0 used {used} us beyond {beyond} us misses {misses} switches {switches} periods {periods} switch-cost {cost}");
+}
+
 /// The polled console loop: poll the UART and the heartbeat deadline, forever.
 fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
     let mut shell = Shell {
@@ -486,7 +613,12 @@ fn run(name: &str, heartbeat_ticks: Option<u64>) -> ! {
             if jitter::is_due(now, due) {
                 beats += 1;
                 // Polled lateness (how long the loop took to notice), for `jitter`.
-                RT.with(|state| state.stats.record(jitter::lateness_ticks(now, due)));
+                RT.with(|state| {
+                    let late = jitter::lateness_ticks(now, due);
+                    state.stats.record(late);
+                    state.window_max_late = state.window_max_late.max(late);
+                    state.beats = beats;
+                });
                 shell.interrupting_line(|| say!("{name}: heartbeat {beats}"));
                 // Skip missed beats rather than bursting to catch up.
                 deadline = Some(jitter::next_deadline(due, period, now));
@@ -579,7 +711,13 @@ impl Shell<'_> {
                 let x0 = arch::smccc(Conduit::Hvc, function, 0, 0, 0);
                 say!("hvc {function:#x} -> x0={x0:#x}");
             }
+            Command::Debug { address } => {
+                let [bvr, bcr, mdscr, oslsr, mdrar] = arch::debug_registers(address);
+                say!("debug bvr0={bvr:#x} bcr0={bcr:#x} mdscr={mdscr:#x} oslsr={oslsr:#x} mdrar={mdrar:#x}");
+            }
             Command::Jitter => say_jitter(name),
+            Command::Sched => say_sched(name),
+            Command::Status => say_status(name),
             Command::Wdog { ms: Some(ms) } => wdog_start(name, ms),
             Command::Wdog { ms: None } => {
                 WDOG_TICKS.store(0, Ordering::Relaxed);

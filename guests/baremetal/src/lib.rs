@@ -8,6 +8,7 @@
 #![deny(unsafe_code)] // one audited exception: `dt::open`
 
 pub mod bootargs;
+pub mod canary;
 pub mod command;
 pub mod dt;
 pub mod gic;
@@ -15,6 +16,7 @@ pub mod hex;
 pub mod jitter;
 pub mod line;
 pub mod rx;
+pub mod share;
 
 /// The name the guest uses when the device tree's `model` is not `"tessera,<vm>"`.
 pub const NATIVE_NAME: &str = "native";

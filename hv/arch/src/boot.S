@@ -8,10 +8,19 @@
 // The linker script sizes the .stacks section from this symbol.
 .global __tessera_stack_size
 .set __tessera_stack_size, STACK_SIZE
+.equ EMERGENCY_STACK_SIZE, {emergency_stack_size}
+.global __tessera_emergency_stack_size
+.set __tessera_emergency_stack_size, EMERGENCY_STACK_SIZE
+.equ MAX_CPUS, {max_cpus}
+.equ PAGE, 4096
+.equ PER_CPU_FAULT_SP, {per_cpu_fault_sp}
 .equ PER_CPU_SIZE, {per_cpu_size}
 .equ PER_CPU_INDEX, {per_cpu_index}
 .equ R_AARCH64_RELATIVE, 1027
-.equ CPTR_EL2_RES1, 0x33ff          // TFP = 0: FP/SIMD does not trap at EL2 (DDI 0487 D23.2.33)
+// CPTR_EL2 (DDI 0487 D23.2.33): RES1 bits (which include TZ = 1, SVE traps, and TSM = 1, SME
+// traps), TFP = 0 (FP/SIMD does not trap), TTA = 1 (bit 20: trace registers trap).
+.equ CPTR_EL2_LOW, 0x33ff
+.equ CPTR_EL2_TTA_HIGH, 0x10
 
 .section .text.head, "ax"
 .global _start
@@ -68,25 +77,35 @@ primary_entry:
     mov     x1, x20
     bl      tessera_arch_primary       // never returns
 
-// x0 = CPU index. Stack, vectors, FP at EL2, per-CPU pointer. Clobbers x0-x3.
+// x0 = CPU index. Per-CPU pointer, emergency and run-time stacks, vectors, FP at EL2.
+// Clobbers x0-x5. Stack slot layout (each slot a guard page, then the stack): see link.ld.
 cpu_common_setup:
-    adrp    x1, __stacks_start
-    add     x1, x1, :lo12:__stacks_start
-    add     x2, x0, #1
-    mov     x3, #STACK_SIZE
-    madd    x1, x2, x3, x1
-    mov     sp, x1
-    adrp    x1, tessera_el2_vectors
-    add     x1, x1, :lo12:tessera_el2_vectors
-    msr     vbar_el2, x1
-    mov     x1, #CPTR_EL2_RES1
-    msr     cptr_el2, x1
     adrp    x1, TESSERA_PER_CPU
     add     x1, x1, :lo12:TESSERA_PER_CPU
     mov     x2, #PER_CPU_SIZE
     madd    x1, x0, x2, x1
     str     x0, [x1, #PER_CPU_INDEX]
     msr     tpidr_el2, x1
+    // x3 = one run-time slot, x2 = the stacks area.
+    mov     x3, #((PAGE + STACK_SIZE) >> 12)
+    lsl     x3, x3, #12
+    adrp    x2, __stacks_start
+    add     x2, x2, :lo12:__stacks_start
+    add     x4, x0, #1
+    madd    x5, x4, x3, x2             // top of this CPU's run-time stack
+    mov     sp, x5
+    mov     x5, #MAX_CPUS
+    madd    x2, x5, x3, x2             // the emergency stacks follow the run-time ones
+    mov     x5, #((PAGE + EMERGENCY_STACK_SIZE) >> 12)
+    lsl     x5, x5, #12
+    madd    x5, x4, x5, x2             // top of this CPU's emergency stack
+    str     x5, [x1, #PER_CPU_FAULT_SP]
+    adrp    x1, tessera_el2_vectors
+    add     x1, x1, :lo12:tessera_el2_vectors
+    msr     vbar_el2, x1
+    mov     x1, #CPTR_EL2_LOW
+    movk    x1, #CPTR_EL2_TTA_HIGH, lsl #16
+    msr     cptr_el2, x1
     isb
     ret
 

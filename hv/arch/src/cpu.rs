@@ -13,14 +13,15 @@ pub struct PerCpu {
     pub host_sp: u64,
     /// The `GuestRegs` the running guest's registers are saved into.
     pub guest_regs: u64,
-    _reserved: u64,
+    /// Top of this CPU's emergency stack, which the EL2-fault vectors switch to.
+    pub fault_sp: u64,
 }
 
 /// Written only by the assembly (`cpu_common_setup`, `tessera_enter_guest`); Rust reads the
-/// index through TPIDR_EL2.
+/// index through TPIDR_EL2, the EL2-fault vectors read `fault_sp`.
 #[unsafe(no_mangle)]
 static mut TESSERA_PER_CPU: [PerCpu; MAX_CPUS] = {
-    const EMPTY: PerCpu = PerCpu { index: 0, host_sp: 0, guest_regs: 0, _reserved: 0 };
+    const EMPTY: PerCpu = PerCpu { index: 0, host_sp: 0, guest_regs: 0, fault_sp: 0 };
     [EMPTY; MAX_CPUS]
 };
 

@@ -168,6 +168,16 @@ pub fn send_sgi(intid: u32, mpidr: u64) {
     regs::set_icc_sgi1r_el1(value);
 }
 
+/// Sends SGI `intid` (0-15) to every CPU but this one: ICC_SGI1R_EL1.IRM = 1 (bit 40,
+/// IHI 0069 12.2.22), so no affinity is needed (the fatal-fault path).
+#[cfg(target_arch = "aarch64")]
+pub fn send_sgi_to_others(intid: u32) {
+    let value = (1u64 << 40) | (((intid & 0xf) as u64) << 24);
+    // SAFETY: a barrier only orders our earlier stores before the interrupt is sent.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    regs::set_icc_sgi1r_el1(value);
+}
+
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
     pub fn init_cpu_interface() {}
@@ -181,6 +191,7 @@ mod host {
     pub fn vmcr() -> u64 { 0 }
     pub fn set_vmcr(_: u64) {}
     pub fn send_sgi(_: u32, _: u64) {}
+    pub fn send_sgi_to_others(_: u32) {}
 }
 #[cfg(not(target_arch = "aarch64"))]
 pub use host::*;

@@ -27,10 +27,14 @@ pub enum ExitKind {
     SError,
 }
 
-/// HCR_EL2 for a guest (DDI 0487 D23.2.53): stage 2 on (VM), set/way invalidation upgraded
-/// (SWIO), stage-1 walks that hit device memory fault (PTW), physical IRQ/FIQ/SError to EL2
-/// (IMO/FMO/AMO), SMC trapped (TSC), implementation-defined registers trapped (TIDCP),
-/// set/way cache maintenance trapped (TSW), auxiliary control trapped (TACR), EL1 is AArch64 (RW).
+/// HCR_EL2 for a guest (DDI 0487 D23.2.53; every bit and why: docs/threat-model.md):
+/// stage 2 on (VM), set/way invalidation upgraded (SWIO), stage-1 walks that hit device memory
+/// fault (PTW), physical IRQ/FIQ/SError to EL2 (IMO/FMO/AMO), SMC trapped (TSC),
+/// implementation-defined registers trapped (TIDCP), set/way cache maintenance trapped (TSW),
+/// auxiliary control trapped (TACR), EL1 is AArch64 (RW). FB and BSU stay 0: every vCPU is
+/// pinned to one physical CPU, so a guest's local TLB maintenance and barriers are exactly as
+/// local as it thinks (and a forced broadcast would cost every other CPU, other VMs' too). A
+/// scheduler that moves a vCPU between CPUs must set them or invalidate on the move.
 pub const HCR_GUEST: u64 = (1 << 0)
     | (1 << 1)
     | (1 << 2)
@@ -42,6 +46,63 @@ pub const HCR_GUEST: u64 = (1 << 0)
     | (1 << 21)
     | (1 << 22)
     | (1 << 31);
+
+/// MDCR_EL2 (DDI 0487 D13.3.x, `MDCR_EL2`): trap the debug registers (TDA: breakpoints,
+/// watchpoints, MDSCR_EL1, the debug communication channel), the OS lock and power-down
+/// registers (TDOSA) and the debug ROM address (TDRA), so a guest can neither set a
+/// breakpoint nor see or stop the debug state of the CPU; the kernel answers them RAZ/WI.
+/// TDE stays 0: debug exceptions a guest takes (BRK, single step) go to its own EL1.
+const MDCR_TDA: u64 = 1 << 9;
+const MDCR_TDOSA: u64 = 1 << 10;
+const MDCR_TDRA: u64 = 1 << 11;
+/// TPM and TPMCR: trap every PMU register access from EL1/EL0. The architecture hides the
+/// counters at or above HPMN from EL1, but PMCR_EL0.P and the reserved counter's enable and
+/// filter bits are still reachable on some implementations (QEMU 10 shows them), so guests get
+/// no PMU at all: the kernel answers these registers RAZ/WI. Set when a PMU exists.
+const MDCR_TPMCR: u64 = 1 << 5;
+const MDCR_TPM: u64 = 1 << 6;
+/// TPMS: trap the Statistical Profiling Extension's registers (E2PB = 0b00 keeps its buffer
+/// EL2's); only when FEAT_SPE is implemented (RES0 otherwise).
+const MDCR_TPMS: u64 = 1 << 14;
+/// HPMD: guest event counters do not count at EL2 (FEAT_PMUv3p1), so a guest cannot profile
+/// the hypervisor.
+const MDCR_HPMD: u64 = 1 << 17;
+/// TTRF: trap the trace filter control TRFCR_EL1 (FEAT_TRF).
+const MDCR_TTRF: u64 = 1 << 19;
+/// HPMN (bits \[4:0\]) is the PMU split that `pmu::init_el2_counter` sets; kept here.
+const MDCR_HPMN_MASK: u64 = 0x1f;
+
+/// The MDCR_EL2 trap bits for a CPU whose ID_AA64DFR0_EL1 is `dfr0` (DDI 0487 D23.2.59:
+/// PMUVer \[11:8\], PMSVer \[35:32\], TraceFilt \[43:40\]).
+pub const fn mdcr_traps(dfr0: u64) -> u64 {
+    let pmu_version = (dfr0 >> 8) & 0xf;
+    let spe = (dfr0 >> 32) & 0xf;
+    let trace_filter = (dfr0 >> 40) & 0xf;
+    let mut mdcr = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
+    if pmu_version != 0 && pmu_version != 0xf {
+        mdcr |= MDCR_TPM | MDCR_TPMCR;
+    }
+    if pmu_version >= 4 && pmu_version != 0xf {
+        mdcr |= MDCR_HPMD;
+    }
+    if spe != 0 {
+        mdcr |= MDCR_TPMS;
+    }
+    if trace_filter != 0 {
+        mdcr |= MDCR_TTRF;
+    }
+    mdcr
+}
+
+/// Sets this CPU's guest trap controls that do not depend on the VM (MDCR_EL2). Call once per
+/// CPU before `pmu::init_el2_counter` (which keeps these bits).
+#[cfg(target_arch = "aarch64")]
+pub fn init_cpu_traps() {
+    use aarch64_cpu::registers::{ID_AA64DFR0_EL1, MDCR_EL2, Readable, Writeable};
+    let hpmn = MDCR_EL2.get() & MDCR_HPMN_MASK;
+    MDCR_EL2.set(hpmn | mdcr_traps(ID_AA64DFR0_EL1.get()));
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
 
 /// Runs the guest whose registers are `regs` until it exits to EL2; the exit's syndrome is
 /// in `regs.esr/far/hpfar`. The caller must have loaded the VM's stage 2 and EL1 state.
@@ -148,6 +209,7 @@ pub fn enter(_regs: &mut GuestRegs) -> ExitKind {
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
     pub fn load_vm(_: &super::VmControls) { unimplemented!("host build") }
+    pub fn init_cpu_traps() { unimplemented!("host build") }
     pub fn reset_el1(_: u64, _: u64) { unimplemented!("host build") }
     pub fn disable_virtual_timer() { unimplemented!("host build") }
     pub fn vbar_el1() -> u64 { unimplemented!("host build") }
@@ -155,3 +217,33 @@ mod host {
 }
 #[cfg(not(target_arch = "aarch64"))]
 pub use host::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_registers_always_trap_optional_features_only_when_present() {
+        // Cortex-A57: PMUv3 (PMUVer 1), no SPE, no trace filter.
+        let a57 = 0x1030_6106;
+        let base = MDCR_TDA | MDCR_TDOSA | MDCR_TDRA;
+        assert_eq!(mdcr_traps(a57), base | MDCR_TPM | MDCR_TPMCR);
+        // No PMU: nothing to trap.
+        assert_eq!(mdcr_traps(a57 & !(0xf << 8)), base);
+        // PMUv3p5, SPE, TRF.
+        let modern = (1 << 40) | (1 << 32) | (6 << 8);
+        assert_eq!(mdcr_traps(modern), base | MDCR_TPM | MDCR_TPMCR | MDCR_HPMD | MDCR_TPMS | MDCR_TTRF);
+        // An IMPLEMENTATION DEFINED PMU (0xf) is not PMUv3p1.
+        assert_eq!(mdcr_traps(0xf << 8) & MDCR_HPMD, 0);
+        assert_eq!(mdcr_traps(0) & MDCR_HPMN_MASK, 0);
+    }
+
+    #[test]
+    fn hcr_guest_bits() {
+        // VM, SWIO, PTW, FMO, IMO, AMO, TSC, TIDCP, TACR, TSW, RW.
+        assert_eq!(HCR_GUEST, 0x8078_003f);
+        // No TGE, TVM, TRVM, FB, BSU; no E2H (bit 34).
+        let absent = (1 << 27) | (1 << 26) | (1 << 30) | (1 << 9) | (3 << 10) | (1 << 34);
+        assert_eq!(HCR_GUEST & absent, 0);
+    }
+}

@@ -11,7 +11,9 @@
 #![cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 
 pub mod cache;
+pub mod context;
 pub mod cpu;
+pub mod fatal;
 pub mod gic_cpu;
 pub mod guest;
 #[cfg_attr(not(target_os = "none"), allow(unused))]
@@ -33,6 +35,10 @@ pub const MAX_CPUS: usize = 8;
 /// few times) sets the high-water mark.
 pub const STACK_SIZE: usize = 64 * 1024;
 
+/// Each CPU's emergency stack, which the EL2-fault vectors switch to before reporting (the
+/// run-time stack may be the thing that overflowed). The report path needs about 1 KiB.
+pub const EMERGENCY_STACK_SIZE: usize = 8 * 1024;
+
 /// What the primary CPU knows when the hypervisor's Rust code starts.
 #[derive(Debug, Clone, Copy)]
 pub struct BootInfo {
@@ -51,6 +57,9 @@ mod entry {
     core::arch::global_asm!(
         include_str!("boot.S"),
         stack_size = const STACK_SIZE,
+        emergency_stack_size = const EMERGENCY_STACK_SIZE,
+        max_cpus = const MAX_CPUS,
+        per_cpu_fault_sp = const core::mem::offset_of!(cpu::PerCpu, fault_sp),
         per_cpu_size = const core::mem::size_of::<cpu::PerCpu>(),
         per_cpu_index = const core::mem::offset_of!(cpu::PerCpu, index),
     );
@@ -58,6 +67,7 @@ mod entry {
         include_str!("vectors.S"),
         per_cpu_host_sp = const core::mem::offset_of!(cpu::PerCpu, host_sp),
         per_cpu_guest_regs = const core::mem::offset_of!(cpu::PerCpu, guest_regs),
+        per_cpu_fault_sp = const core::mem::offset_of!(cpu::PerCpu, fault_sp),
     );
 
     unsafe extern "C" {
@@ -87,23 +97,23 @@ mod entry {
         unsafe { tessera_secondary_main(cpu) }
     }
 
-    /// An exception taken from EL2 itself: a hypervisor bug. Report it and stop this CPU.
+    /// An exception taken from EL2 itself: a hypervisor bug. The vector has switched to
+    /// this CPU's emergency stack; `sp` is the stack pointer at the fault. Fail-stop.
     #[unsafe(no_mangle)]
-    extern "C" fn tessera_el2_self_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
-        defmt::error!(
-            "EL2 exception (kind {=u64}) ESR={=u64:#x} ELR={=u64:#x} FAR={=u64:#x}: hypervisor fault, halting",
-            kind, esr, elr, far
-        );
-        cpu::halt()
+    extern "C" fn tessera_el2_self_fault(sp: u64, kind: u64, esr: u64, elr: u64, far: u64, spsr: u64) -> ! {
+        let layout = mmu::layout();
+        // A push into a guard page faults with FAR_EL2 in it.
+        let stack_overflow = mmu::in_stack_guard(&layout, far);
+        let state = fatal::CpuState { cpu: cpu::index(), esr, far, elr, spsr, sp };
+        fatal::fail_stop(&fatal::Reason::Exception { kind, stack_overflow }, &state)
     }
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        if let Some(location) = info.location() {
-            defmt::error!("hypervisor panic at {=str}:{=u32}", location.file(), location.line());
-        } else {
-            defmt::error!("hypervisor panic");
-        }
-        cpu::halt()
+        let (file, line) = info.location().map_or(("?", 0), |at| (at.file(), at.line()));
+        // A formatted message would need `core::fmt` (too big for the image budget); plain
+        // string messages, which `unwrap`/`expect`/bounds checks give, are printed.
+        let message = info.message().as_str().unwrap_or("(formatted message)");
+        fatal::fail_stop(&fatal::Reason::Panic { message, file, line }, &fatal::capture())
     }
 }

@@ -10,6 +10,7 @@
 .equ GREGS_ESR, 33 * 8
 .equ PER_CPU_HOST_SP, {per_cpu_host_sp}
 .equ PER_CPU_GUEST_REGS, {per_cpu_guest_regs}
+.equ PER_CPU_FAULT_SP, {per_cpu_fault_sp}
 
 .macro guest_vector kind
     .balign 0x80
@@ -18,12 +19,20 @@
     b       guest_exit
 .endm
 
+// An exception taken from EL2 itself is fatal. The stack may be what faulted (an overflow
+// into a guard page), so switch to this CPU's emergency stack before anything is pushed;
+// the faulting SP is passed on for the report. x0-x5 are not preserved: this never returns.
 .macro self_vector kind
     .balign 0x80
-    mov     x0, #\kind
-    mrs     x1, esr_el2
-    mrs     x2, elr_el2
-    mrs     x3, far_el2
+    mov     x0, sp
+    mrs     x1, tpidr_el2
+    ldr     x1, [x1, #PER_CPU_FAULT_SP]
+    mov     sp, x1
+    mov     x1, #\kind
+    mrs     x2, esr_el2
+    mrs     x3, elr_el2
+    mrs     x4, far_el2
+    mrs     x5, spsr_el2
     b       tessera_el2_self_fault
 .endm
 

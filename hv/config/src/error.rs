@@ -72,6 +72,28 @@ pub enum ConfigError<'a> {
     SpiOwnedTwice { intid: u32, first: &'a str, second: &'a str },
     /// More SPIs in one VM (devices plus console) than its vGIC holds.
     TooManySpis { vm: &'a str, count: usize, max: usize },
+    /// A CPU pool without CPUs.
+    EmptyPool { pool: &'a str },
+    /// A pool names a CPU the board does not have.
+    PoolCpuNotOnBoard { pool: &'a str, cpu: u32, board_cpus: usize },
+    /// A CPU listed in two pools (or twice in one: `first == second`).
+    CpuInTwoPools { cpu: u32, first: &'a str, second: &'a str },
+    /// `/cpupools` exists but a vCPU's CPU is in none of them.
+    VcpuInNoPool { vm: &'a str, vcpu: usize, cpu: u32 },
+    /// A VM on an RTDS CPU without `budget-us`/`period-us`.
+    RtdsParamsMissing { vm: &'a str, cpu: u32 },
+    /// RTDS parameters on a VM that runs on a null-scheduler CPU.
+    RtdsParamsOnNullCpu { vm: &'a str, cpu: u32 },
+    /// A zero budget, or a period outside `MIN_PERIOD_US..=MAX_PERIOD_US`.
+    BadRtdsParams { vm: &'a str, budget_us: u32, period_us: u32 },
+    /// More budget than period.
+    BudgetExceedsPeriod { vm: &'a str, budget_us: u32, period_us: u32 },
+    /// An RTDS VM whose WFI runs natively would hold its CPU while idle.
+    RtdsNeedsTrappedWfi { vm: &'a str },
+    /// The sum of budget / period over the vCPUs on one RTDS CPU exceeds 1 (partitioned EDF).
+    CpuOverloaded { vm: &'a str, pool: &'a str, cpu: u32, load_ppm: u64 },
+    /// More vCPUs on one RTDS CPU than its run queue holds.
+    TooManyVcpusOnCpu { vm: &'a str, cpu: u32, max: usize },
     /// A device's reset write is not 4-byte aligned or not inside the device's window.
     BadResetWrite { vm: &'a str, pa: u64, size: u64, offset: u64 },
     /// A watchdog period (`property`: `watchdog-ms` or `watchdog-first-ms`) of zero or above
@@ -192,6 +214,48 @@ impl fmt::Display for ConfigError<'_> {
             }
             Self::TooManySpis { vm, count, max } => {
                 write!(f, "/vms/{vm}: {count} SPIs (devices and console), but a vGIC holds at most {max}")
+            }
+            Self::EmptyPool { pool } => write!(f, "/cpupools/{pool}: no CPU is given (property `cpus`)"),
+            Self::PoolCpuNotOnBoard { pool, cpu, board_cpus } => write!(
+                f,
+                "/cpupools/{pool}: CPU {cpu} does not exist on this board (it has CPUs 0..{})",
+                board_cpus.saturating_sub(1)
+            ),
+            Self::CpuInTwoPools { cpu, first, second } if first == second => {
+                write!(f, "/cpupools/{first}: CPU {cpu} is listed twice")
+            }
+            Self::CpuInTwoPools { cpu, first, second } => {
+                write!(f, "/cpupools/{second}: CPU {cpu} is already in /cpupools/{first}")
+            }
+            Self::VcpuInNoPool { vm, vcpu, cpu } => {
+                write!(f, "/vms/{vm}: vCPU {vcpu} runs on CPU {cpu}, which is in no CPU pool")
+            }
+            Self::RtdsParamsMissing { vm, cpu } => write!(
+                f,
+                "/vms/{vm}: CPU {cpu} is in an rtds pool, so the VM needs `budget-us` and `period-us`"
+            ),
+            Self::RtdsParamsOnNullCpu { vm, cpu } => write!(
+                f,
+                "/vms/{vm}: `budget-us`/`period-us`/`extratime` are given, but CPU {cpu} is not in an rtds pool"
+            ),
+            Self::BadRtdsParams { vm, budget_us, period_us } => write!(
+                f,
+                "/vms/{vm}: budget {budget_us} us / period {period_us} us: the budget must be > 0 and the period {}..={} us",
+                crate::MIN_PERIOD_US, crate::MAX_PERIOD_US
+            ),
+            Self::BudgetExceedsPeriod { vm, budget_us, period_us } => {
+                write!(f, "/vms/{vm}: budget {budget_us} us exceeds its period {period_us} us")
+            }
+            Self::RtdsNeedsTrappedWfi { vm } => {
+                write!(f, "/vms/{vm}: a VM in an rtds pool must trap WFI (wfi = \"trap\"), or it would hold its CPU while idle")
+            }
+            Self::CpuOverloaded { vm, pool, cpu, load_ppm } => write!(
+                f,
+                "/vms/{vm}: CPU {cpu} of /cpupools/{pool} would be loaded to {}.{:06} (sum of budget/period > 1): not schedulable under partitioned EDF",
+                load_ppm / 1_000_000, load_ppm % 1_000_000
+            ),
+            Self::TooManyVcpusOnCpu { vm, cpu, max } => {
+                write!(f, "/vms/{vm}: CPU {cpu} would run more than {max} vCPUs")
             }
             Self::BadResetWrite { vm, pa, size, offset } => write!(
                 f,

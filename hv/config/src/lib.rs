@@ -13,12 +13,14 @@
 mod addr;
 mod board;
 mod error;
+mod sched;
 mod validate;
 
 pub use addr::{MemRange, PAGE_SIZE};
 pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDesc, UartKind};
 pub use error::ConfigError;
 pub use validate::{MAX_VM_SPIS, validate};
+pub use sched::{CpuPool, MAX_PERIOD_US, MAX_VCPUS_PER_CPU, MIN_PERIOD_US, RtdsParams, Scheduler};
 
 /// The whole system: which board, where the hypervisor lives, and the VMs.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +33,8 @@ pub struct System<'a> {
     /// inside it.
     pub hv_region: MemRange,
     pub vms: &'a [Vm<'a>],
+    /// CPU pools (`/cpupools`). Empty: every CPU is alone in an implicit null pool.
+    pub pools: &'a [CpuPool<'a>],
 }
 
 /// One VM (partition).
@@ -69,6 +73,8 @@ pub struct Vm<'a> {
     pub physical_counter: bool,
     /// Physical devices passed through to the VM: their MMIO and their SPIs.
     pub devices: &'a [Device<'a>],
+    /// Budget and period of each vCPU, for a VM whose CPUs are in an RTDS pool (and only then).
+    pub rtds: Option<RtdsParams>,
     /// The VM's watchdog, if it has one: it must kick it (`TESSERA_WDOG_KICK`) in time.
     pub watchdog: Option<Watchdog>,
 }

@@ -37,6 +37,7 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
     if system.vms.len() > MAX_VMS {
         return Err(ConfigError::TooManyVms { count: system.vms.len() });
     }
+    crate::sched::check_pools(board, system)?;
     for (i, vm) in system.vms.iter().enumerate() {
         let earlier = &system.vms[..i];
         if earlier.iter().any(|other| other.name == vm.name) {
@@ -45,7 +46,8 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
         if vm.vmid == 0 || earlier.iter().any(|other| other.vmid == vm.vmid) {
             return Err(ConfigError::BadVmid { vm: vm.name, vmid: vm.vmid });
         }
-        check_cpus(board, earlier, vm)?;
+        check_cpus(board, system, earlier, vm)?;
+        crate::sched::check_vm(system, vm)?;
         check_memory(board, hv, earlier, vm)?;
         check_ipa_space(board, vm)?;
         check_image(vm)?;
@@ -53,7 +55,7 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
         check_devices(board, earlier, vm)?;
         check_watchdog(vm)?;
     }
-    Ok(())
+    crate::sched::check_load(system)
 }
 
 /// A watchdog's periods are at least 1 ms and at most [`crate::MAX_WATCHDOG_MS`].
@@ -154,7 +156,9 @@ fn check_devices<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Resu
     Ok(())
 }
 
-fn check_cpus<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
+/// CPUs exist and are given once, except that an RTDS CPU is shared by the vCPUs of several
+/// VMs (still never two vCPUs of one VM: that would serialise the VM's own parallelism).
+fn check_cpus<'a>(board: &Board<'a>, system: &System<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<(), ConfigError<'a>> {
     if vm.cpus.is_empty() {
         return Err(ConfigError::NoCpus { vm: vm.name });
     }
@@ -165,7 +169,8 @@ fn check_cpus<'a>(board: &Board<'a>, earlier: &[Vm<'a>], vm: &Vm<'a>) -> Result<
         if vm.cpus[..j].contains(&cpu) {
             return Err(ConfigError::CpuAssignedTwice { cpu, first: vm.name, second: vm.name });
         }
-        if let Some(owner) = earlier.iter().find(|other| other.cpus.contains(&cpu)) {
+        let shared = system.scheduler_of(cpu) == crate::Scheduler::Rtds;
+        if !shared && let Some(owner) = earlier.iter().find(|other| other.cpus.contains(&cpu)) {
             return Err(ConfigError::CpuAssignedTwice { cpu, first: owner.name, second: vm.name });
         }
     }

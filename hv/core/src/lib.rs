@@ -17,6 +17,7 @@
 pub mod exit;
 pub mod inject;
 pub mod psci;
+pub mod sched;
 pub mod stage2;
 pub mod vcpu;
 pub mod watchdog;

@@ -43,6 +43,9 @@ pub mod id {
     /// (DEN0028: fast call, SMC64, owning entity 6, function 1). Returns `x0 = SUCCESS`,
     /// `x1` = instructions retired at EL2 on the calling vCPU's physical CPU (`docs/hvcall.md`).
     pub const TESSERA_STATS: u32 = 0xC600_0001;
+    /// TESSERA_SCHED_STATS (function 3): the RTDS accounting of the calling VM's vCPU `x1`
+    /// (`docs/hvcall.md`).
+    pub const TESSERA_SCHED_STATS: u32 = 0xC600_0003;
     /// TESSERA_WDOG_KICK: Tessera's own call, same range, function 2. Kicks the calling VM's
     /// watchdog (its deadline moves to one period from now) and returns `SUCCESS`; a VM
     /// without a watchdog gets `NOT_SUPPORTED` (`docs/hvcall.md`).
@@ -129,6 +132,9 @@ pub enum Outcome {
     SystemReset,
     /// Return `SUCCESS` with the hypervisor's statistics in `x1` (`id::TESSERA_STATS`).
     TesseraStats,
+    /// Return the RTDS accounting of the calling VM's vCPU `vcpu` (`id::TESSERA_SCHED_STATS`),
+    /// already checked to be one of its vCPUs.
+    SchedStats { vcpu: usize },
     /// Kick the VM's watchdog, then return `SUCCESS` (`id::TESSERA_WDOG_KICK`; only for a VM
     /// that has one).
     WatchdogKick,
@@ -194,6 +200,10 @@ pub fn handle(call: SmcccCall, vm: &impl VmView) -> Outcome {
         }
         id::SMCCC_VERSION => ret(SMCCC_VERSION_1_1),
         id::TESSERA_STATS => Outcome::TesseraStats,
+        id::TESSERA_SCHED_STATS => match usize::try_from(a1) {
+            Ok(vcpu) if vcpu < vm.vcpu_count() => Outcome::SchedStats { vcpu },
+            _ => ret(ret::INVALID_PARAMETERS),
+        },
         id::TESSERA_WDOG_KICK if vm.has_watchdog() => Outcome::WatchdogKick,
         // No Arm Architecture Service workaround is offered yet (DEN0028, SMCCC_ARCH_FEATURES): a guest reads
         // NOT_SUPPORTED for WORKAROUND_1/2/3 and applies its own mitigation policy.
@@ -311,8 +321,8 @@ mod tests {
         // The upper half of x0 is ignored, like every Function Identifier's.
         let kick_high = SmcccCall { x: [0xFFFF_FFFF_C600_0002, 0, 0, 0] };
         assert_eq!(handle(kick_high, &WatchedVm), Outcome::WatchdogKick);
-        // The SMC32 twin (bit 30 clear) and the next ID are not ours.
-        for function in [0x8600_0002u64, 0xC600_0003] {
+        // The SMC32 twin (bit 30 clear) and an unused ID are not kicks.
+        for function in [0x8600_0002u64, 0xC600_0004] {
             let other = SmcccCall { x: [function, 0, 0, 0] };
             assert_eq!(handle(other, &WatchedVm), Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]));
         }
@@ -368,6 +378,8 @@ mod tests {
         assert_eq!(call(0x8400_0008, 0, 0, 0), Outcome::SystemOff);
         assert_eq!(call(0x8400_0009, 0, 0, 0), Outcome::SystemReset);
         assert_eq!(call(0xC600_0001, 0, 0, 0), Outcome::TesseraStats);
+        assert_eq!(call(0xC600_0003, 0, 0, 0), Outcome::SchedStats { vcpu: 0 });
+        assert_eq!(x0(call(0xC600_0003, 99, 0, 0)), ret::INVALID_PARAMETERS, "not one of its vCPUs");
         // FakeVm has no watchdog: the kick is an unknown call to it.
         assert_eq!(x0(call(0xC600_0002, 0, 0, 0)), ret::NOT_SUPPORTED);
         assert_eq!(x0(call(0x8400_0001, 0, 0, 0)), ret::SUCCESS);
@@ -555,6 +567,53 @@ mod tests {
         }
         assert_eq!(ret::NOT_SUPPORTED, u64::MAX);
         assert_eq!(ret::INVALID_ADDRESS as i64, -9);
+    }
+
+    /// The only Function Identifiers (w0) the hypervisor may answer with anything but
+    /// NOT_SUPPORTED (TESSERA_WDOG_KICK only for a VM with a watchdog; TESSERA_SCHED_STATS only
+    /// for one of the caller's vCPUs); everything else, in every owning entity's range, is refused here and
+    /// [`Outcome`] has no way to pass a call on to firmware.
+    fn allowed(function: u32) -> bool {
+        IMPLEMENTED.contains(&function)
+            || [id::SMCCC_VERSION, id::SMCCC_ARCH_FEATURES, id::TESSERA_STATS, id::TESSERA_WDOG_KICK, id::TESSERA_SCHED_STATS]
+                .contains(&function)
+    }
+
+    #[test]
+    fn filter_refuses_every_other_service_fast_or_yielding_32_or_64() {
+        let mut answered = 0;
+        // Fast (bit 31) or yielding, SMC64 (bit 30) or SMC32, every owning entity (bits
+        // 29:24: Arm architecture, CPU, SiP, OEM, standard secure, standard hypervisor, vendor
+        // hypervisor, trusted applications and OSes), function numbers 0..0x120.
+        for kind in [0x8000_0000u32, 0xC000_0000, 0x0000_0000, 0x4000_0000] {
+            for entity in 0..64u32 {
+                for number in 0..0x120u32 {
+                    let function = kind | (entity << 24) | number;
+                    let outcome = call(u64::from(function), 0, 0, 0);
+                    if allowed(function) {
+                        answered += 1;
+                    } else {
+                        assert_eq!(outcome, Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]), "{function:#x}");
+                    }
+                }
+            }
+        }
+        assert_eq!(answered, IMPLEMENTED.len() + 5);
+    }
+
+    proptest! {
+        #[test]
+        fn anything_not_allowed_is_not_supported(x0: u64, x1: u64, x2: u64, x3: u64) {
+            prop_assume!(!allowed(x0 as u32));
+            prop_assert_eq!(call(x0, x1, x2, x3), Outcome::Return([ret::NOT_SUPPORTED, 0, 0, 0]));
+        }
+
+        #[test]
+        fn the_upper_half_of_x0_is_ignored(high: u32, index in 0usize..IMPLEMENTED.len()) {
+            let function = IMPLEMENTED[index];
+            let plain = call(u64::from(function), 1, 0x4020_0000, 3);
+            prop_assert_eq!(call((u64::from(high) << 32) | u64::from(function), 1, 0x4020_0000, 3), plain);
+        }
     }
 
     proptest! {

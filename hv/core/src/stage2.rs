@@ -353,6 +353,52 @@ impl<'t> Stage2<'t> {
         ))
     }
 
+    /// Walks the tables as the MMU would and returns the first IPA whose translation reaches
+    /// into the physical range `[start, end)`, or whose table descriptor points outside this
+    /// pool (a table the MMU would walk but this builder does not own). `None` proves that
+    /// the VM can reach no byte of the range. The boot code runs it with the hypervisor's
+    /// own memory (image, stacks, this pool) after building each VM's tables.
+    pub fn first_mapping_into(&self, start: u64, end: u64) -> Option<u64> {
+        let hits = |desc: u64, size: u64| {
+            let pa = desc & DESC_ADDR_MASK & !(size - 1);
+            pa < end && start < pa.saturating_add(size)
+        };
+        for i1 in 0..ENTRIES {
+            let (d1, ipa1) = (self.entry(0, i1), (i1 as u64) << LEVEL1_SHIFT);
+            if !is_valid(d1) {
+                continue;
+            }
+            if !is_table(d1) {
+                if hits(d1, 1 << LEVEL1_SHIFT) {
+                    return Some(ipa1);
+                }
+                continue;
+            }
+            let Some(t2) = self.next_table(d1) else { return Some(ipa1) };
+            for i2 in 0..ENTRIES {
+                let (d2, ipa2) = (self.entry(t2, i2), ipa1 | (i2 as u64) << LEVEL2_SHIFT);
+                if !is_valid(d2) {
+                    continue;
+                }
+                if !is_table(d2) {
+                    if hits(d2, BLOCK_SIZE) {
+                        return Some(ipa2);
+                    }
+                    continue;
+                }
+                let Some(t3) = self.next_table(d2) else { return Some(ipa2) };
+                for i3 in 0..ENTRIES {
+                    let d3 = self.entry(t3, i3);
+                    // Level 3: 0b11 is a page; 0b01 is reserved (invalid).
+                    if is_table(d3) && hits(d3, PAGE_SIZE) {
+                        return Some(ipa2 | (i3 as u64) << LEVEL3_SHIFT);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Descriptor `i` of pool table `t`; 0 (invalid) if `t` is not an allocated table.
     fn entry(&self, t: usize, i: usize) -> u64 {
         self.pool
@@ -821,6 +867,33 @@ mod tests {
         (page.clone(), page, 1u64..2048, 0usize..5)
     }
 
+    #[test]
+    fn no_mapping_reaches_an_excluded_range() {
+        let mut tables = pool(8);
+        let pool_pa = 0x4010_0000;
+        let mut s2 = Stage2::new(&mut tables, pool_pa).unwrap();
+        // RAM: an unaligned piece (pages) then blocks; a device page elsewhere.
+        s2.map(0x4000_0000, 0x4100_0000, 0x0100_0000 + 0x20_0000, S2Attrs::NormalRwx).unwrap();
+        s2.map(0x0900_0000, 0x0a00_0000, PAGE_SIZE, S2Attrs::DeviceRw).unwrap();
+        // The hypervisor below the VM's RAM, the pool inside it: nothing maps them.
+        assert_eq!(s2.first_mapping_into(0x4000_0000, 0x4100_0000), None);
+        assert_eq!(s2.first_mapping_into(pool_pa, pool_pa + 8 * PAGE_SIZE), None);
+        assert_eq!(s2.first_mapping_into(0x0a00_1000, 0x0b00_0000), None);
+        // One byte of a mapped page, of a block, of the device page: found, with its IPA.
+        assert_eq!(s2.first_mapping_into(0x4100_0fff, 0x4100_1000), Some(0x4000_0000));
+        assert_eq!(s2.first_mapping_into(0x4150_0000, 0x4150_0001), Some(0x4040_0000));
+        assert_eq!(s2.first_mapping_into(0x0a00_0000, 0x0a00_0001), Some(0x0900_0000));
+        assert_eq!(s2.first_mapping_into(0, u64::MAX), Some(0x0900_0000));
+    }
+
+    #[test]
+    fn a_table_descriptor_outside_the_pool_is_reported() {
+        let mut tables = pool(4);
+        tables[0].0[1] = 0x8000_0000 | DESC_VALID | DESC_TABLE_OR_PAGE; // not one of ours
+        let s2 = Stage2 { pool: &mut tables, pool_pa: 0x4010_0000, used: 1 };
+        assert_eq!(s2.first_mapping_into(0, 1), Some(1 << LEVEL1_SHIFT));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
@@ -858,6 +931,33 @@ mod tests {
                 }
                 if !accepted.iter().any(|&(i, _, s, _)| ipa + size >= i && ipa + size < i + s) {
                     prop_assert_eq!(s2.translate(ipa + size), None);
+                }
+            }
+        }
+
+        #[test]
+        fn exclusion_check_agrees_with_the_accepted_maps(
+            requests in proptest::collection::vec(request(), 1..6),
+            excluded_page in 0u64..(1 << 18),
+            excluded_pages in 1u64..4096,
+        ) {
+            let mut p = pool(64);
+            let mut s2 = Stage2::new(&mut p, POOL_PA).unwrap();
+            let mut accepted: Vec<(u64, u64, u64)> = Vec::new();
+            for (ipa_page, pa_page, pages, attrs) in requests {
+                let (ipa, pa, size) = (ipa_page * 4096, pa_page * 4096, pages * 4096);
+                if s2.map(ipa, pa, size, S2Attrs::ALL[attrs]).is_ok() {
+                    accepted.push((ipa, pa, size));
+                }
+            }
+            let (start, end) = (excluded_page * 4096, (excluded_page + excluded_pages) * 4096);
+            let reaches = accepted.iter().any(|&(_, pa, size)| pa < end && start < pa + size);
+            match s2.first_mapping_into(start, end) {
+                None => prop_assert!(!reaches, "a mapping reaches {:#x}..{:#x}", start, end),
+                Some(ipa) => {
+                    let (pa, _) = s2.translate(ipa).unwrap();
+                    prop_assert!(reaches);
+                    prop_assert!(accepted.iter().any(|&(i, p, s)| (i..i + s).contains(&ipa) && (p..p + s).contains(&pa)));
                 }
             }
         }

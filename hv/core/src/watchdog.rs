@@ -32,8 +32,13 @@ pub enum Check {
 /// Counter ticks in `ms` milliseconds at `frequency` Hz (CNTFRQ_EL0), rounded up, so a
 /// period is never shorter than asked; saturates rather than wrapping.
 pub fn ms_to_ticks(ms: u32, frequency: u64) -> u64 {
-    let ticks = u128::from(ms) * u128::from(frequency);
-    u64::try_from(ticks.div_ceil(1000)).unwrap_or(u64::MAX)
+    // ceil(ms * frequency / 1000) with frequency = 1000 * kilo + rest, without a 128-bit
+    // division (its library routine would cost the hypervisor image 800 bytes).
+    let ms = u64::from(ms);
+    let (kilo, rest) = (frequency / 1000, frequency % 1000);
+    ms.checked_mul(kilo)
+        .and_then(|whole| whole.checked_add((ms * rest).div_ceil(1000)))
+        .unwrap_or(u64::MAX)
 }
 
 impl Timing {
@@ -81,6 +86,11 @@ mod tests {
         assert_eq!(ms_to_ticks(1, 1_000_000_000), 1_000_000);
         // Rounded up: 1 ms at 24 MHz + 1 Hz is 24000.001 ticks.
         assert_eq!(ms_to_ticks(1, 24_000_001), 24_001);
+        // The split arithmetic agrees with the exact 128-bit value, and saturates.
+        for (ms, hz) in [(u32::MAX, 62_500_000), (7, 999), (u32::MAX, 1_000_000_000_999), (3, u64::MAX)] {
+            let exact = (u128::from(ms) * u128::from(hz)).div_ceil(1000);
+            assert_eq!(ms_to_ticks(ms, hz), u64::try_from(exact).unwrap_or(u64::MAX), "{ms} ms at {hz} Hz");
+        }
         assert_eq!(ms_to_ticks(u32::MAX, u64::MAX), u64::MAX);
         assert_eq!(ms_to_ticks(0, QEMU_HZ), 0);
     }

@@ -22,8 +22,17 @@ struct Console {
 
 static CONSOLE: spin::Once<spin::Mutex<Console>> = spin::Once::new();
 
+/// The fatal-fault report's path to the console: straight to the UART, without the console
+/// lock (the code that failed may hold it). Each byte's wait is bounded by the driver.
+fn fatal_write(bytes: &[u8]) {
+    if let Some(platform) = crate::PLATFORM.get() {
+        bytes.iter().for_each(|&byte| platform.uart.write_byte(byte));
+    }
+}
+
 /// Sets up the mux with the VMs' names. Called once by the primary CPU.
 pub fn init(platform: &'static Platform) {
+    tessera_arch::fatal::set_console(fatal_write);
     let mut names: [&'static str; MAX_VMS] = [""; MAX_VMS];
     let count = platform.system.vms.len().min(MAX_VMS);
     for (slot, vm) in names.iter_mut().zip(platform.system.vms.iter()) {

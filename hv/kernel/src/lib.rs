@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod console;
+mod rtds;
 mod run;
 mod scrub;
 mod vgic;

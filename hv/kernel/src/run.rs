@@ -62,11 +62,16 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
     tessera_arch::cache::invalidate_guest_tlbs_all();
 
     let mut pool = STAGE2_POOL.lock();
+    // The hypervisor's own memory, which no VM's stage 2 may reach: its region (image,
+    // BSS, stacks), the image as loaded, and the stage-2 pool itself.
+    let pool_range = (pool.as_ptr() as u64, pool.as_ptr() as u64 + core::mem::size_of_val(&*pool) as u64);
+    let hv_region = (system.hv_region.base, system.hv_region.base.saturating_add(system.hv_region.size));
+    let own_memory = [hv_region, (boot.load_base, boot.image_end), pool_range];
     let mut next_table = 0;
     for (index, vm) in system.vms.iter().enumerate() {
         let tables = &mut pool[next_table..];
         let pool_pa = tables.as_ptr() as u64;
-        match build_stage2(vm, tables, pool_pa) {
+        match build_stage2(vm, tables, pool_pa, &own_memory) {
             Ok((vttbr, used)) => {
                 crate::scrub::record_tables(index, next_table, used);
                 next_table += used;
@@ -168,15 +173,33 @@ fn error_name(error: &tessera_config::ConfigError<'_>) -> &'static str {
         E::DeviceIrqNotSpi { .. } => "device interrupt not an SPI",
         E::SpiOwnedTwice { .. } => "SPI owned twice",
         E::TooManySpis { .. } => "too many SPIs",
+        E::EmptyPool { .. } => "empty CPU pool",
+        E::PoolCpuNotOnBoard { .. } => "pool CPU not on board",
+        E::CpuInTwoPools { .. } => "CPU in two pools",
+        E::VcpuInNoPool { .. } => "vCPU in no pool",
+        E::RtdsParamsMissing { .. } => "RTDS parameters missing",
+        E::RtdsParamsOnNullCpu { .. } => "RTDS parameters on a null CPU",
+        E::BadRtdsParams { .. } => "bad RTDS parameters",
+        E::BudgetExceedsPeriod { .. } => "budget exceeds period",
+        E::RtdsNeedsTrappedWfi { .. } => "RTDS VM without trapped WFI",
+        E::CpuOverloaded { .. } => "RTDS CPU overloaded",
+        E::TooManyVcpusOnCpu { .. } => "too many vCPUs on one CPU",
         E::BadResetWrite { .. } => "bad device reset write",
         E::BadWatchdogPeriod { .. } => "bad watchdog period",
     }
 }
 
 /// Builds `vm`'s stage 2 into `tables` (whose first table is at `pool_pa`): its RAM, Normal
-/// memory. The console frame stays unmapped so every access traps. Returns VTTBR_EL2 and the
-/// number of tables used.
-fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64, usize), &'static str> {
+/// memory. The console frame stays unmapped so every access traps. Then walks the result
+/// and refuses the VM if any translation reaches a range of `excluded` (the hypervisor's own
+/// memory): the validator already keeps VM memory out of it; this checks what was built.
+/// Returns VTTBR_EL2 and the number of tables used.
+fn build_stage2(
+    vm: &Vm<'_>,
+    tables: &mut [Table],
+    pool_pa: u64,
+    excluded: &[(u64, u64)],
+) -> Result<(u64, usize), &'static str> {
     let mut stage2 = Stage2::new(tables, pool_pa).map_err(|_| "no stage-2 tables left")?;
     for region in vm.memory {
         stage2
@@ -188,6 +211,9 @@ fn build_stage2(vm: &Vm<'_>, tables: &mut [Table], pool_pa: u64) -> Result<(u64,
         stage2
             .map(device.ipa, device.pa, device.size, S2Attrs::DeviceRw)
             .map_err(|_| "device window cannot be mapped")?;
+    }
+    if excluded.iter().any(|&(start, end)| stage2.first_mapping_into(start, end).is_some()) {
+        return Err("it would map hypervisor memory");
     }
     Ok((tessera_core::stage2::vttbr_el2(stage2.root_pa(), vm.vmid as u8), stage2.tables_used()))
 }
@@ -342,7 +368,7 @@ fn restart_vm(platform: &Platform, index: usize, why: &str) {
 /// interface disabled (the vGIC model was or will be reset; the next flush loads from it),
 /// the virtual timer is stopped, and its physical PPI, which may be active (forwarded with
 /// the HW bit, the old guest never EOIed it), is deactivated.
-fn leave_generation(platform: &Platform) {
+pub(crate) fn leave_generation(platform: &Platform) {
     for n in 0..tessera_arch::gic_cpu::list_register_count() {
         tessera_arch::gic_cpu::write_lr(n, 0);
     }
@@ -354,6 +380,7 @@ fn leave_generation(platform: &Platform) {
 /// A CPU's life: set up its GIC interface, then run its vCPU (if any) forever.
 pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let mpidr = tessera_arch::cpu::mpidr();
+    let rtds = platform.system.scheduler_of(cpu as u32) == tessera_config::Scheduler::Rtds;
     // CNTP_CTL_EL0 resets to an UNKNOWN value: silence the watchdog timer before its PPI is
     // enabled below (a watched VM's vCPU 0 arms it when it starts).
     tessera_arch::timer::disarm_physical();
@@ -361,16 +388,22 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         Ok(redistributor) => {
             // The virtual timer (forwarded to guests), the maintenance interrupt, and the EL1
             // physical timer (the hypervisor's own: VM watchdogs).
-            let ppis = (1 << platform.board.timer.virt)
+            let mut ppis = (1 << platform.board.timer.virt)
                 | (1 << platform.board.gic.maintenance_intid)
                 | (1 << platform.board.timer.nonsecure_phys);
-            if redistributor.init((1 << KICK_SGI) | ppis).is_err() {
+            if rtds {
+                // The RTDS scheduler's tick: the EL2 physical timer.
+                ppis |= 1 << platform.board.timer.hyp_phys;
+            }
+            let sgis = (1 << KICK_SGI) | (1 << tessera_arch::fatal::HALT_SGI);
+            if redistributor.init(sgis | ppis).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
         }
         Err(_) => defmt::error!("CPU {=usize}: no redistributor for MPIDR {=u64:#x}", cpu, mpidr),
     }
     tessera_arch::gic_cpu::init_cpu_interface();
+    tessera_arch::guest::init_cpu_traps();
     if !tessera_arch::pmu::init_el2_counter() {
         defmt::warn!("CPU {=usize}: no PMU event counter; TESSERA_STATS reads 0", cpu);
     }
@@ -382,6 +415,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         vm.cpus.iter().position(|&c| c as usize == cpu).map(|vcpu_index| (vm_index, vcpu_index))
     });
     defmt::info!("CPU {=usize} (MPIDR {=u64:#x}) up", cpu, mpidr);
+    if rtds {
+        crate::rtds::run(platform, cpu);
+    }
     let Some((vm_index, vcpu_index)) = assignment else {
         loop {
             tessera_arch::cpu::wait_for_interrupt();
@@ -422,6 +458,9 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         // VM's fresh vGIC model.
         loop {
             slot.in_guest.store(true, Ordering::Release);
+            if tessera_arch::fatal::stopping() {
+                tessera_arch::fatal::halt_here();
+            }
             if runtime.generation() != generation || slot.power() != PowerState::On {
                 if runtime.generation() != generation {
                     leave_generation(platform);
@@ -458,7 +497,7 @@ fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: us
 }
 
 /// Kicks the CPUs of the vCPUs in `mask` (bit n = vCPU n of VM `vm_index`).
-fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
+pub(crate) fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
     if mask == 0 {
         return;
     }
@@ -472,11 +511,15 @@ fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
 
 /// Acknowledges and handles every pending physical interrupt (bounded). `current` is the
 /// vCPU this CPU was running, if it left a guest for this.
-fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
+pub(crate) fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
     for _ in 0..64 {
         let intid = tessera_arch::gic_cpu::acknowledge();
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
             return;
+        }
+        if intid == tessera_arch::fatal::HALT_SGI {
+            // Another CPU failed (fail-stop, `tessera_arch::fatal`): stop here for good.
+            tessera_arch::fatal::halt_here();
         }
         tessera_arch::gic_cpu::priority_drop(intid);
         if intid == platform.board.timer.nonsecure_phys {
@@ -509,6 +552,10 @@ fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
                 kick_vcpus(platform, vm_index, kick);
                 continue;
             }
+        } else if intid == platform.board.timer.hyp_phys {
+            // The RTDS scheduler's timer (only RTDS CPUs enable it): silence it; the run loop
+            // re-arms it after deciding again.
+            tessera_arch::timer::set_hyp_timer(None);
         } else if intid == platform.board.uart.intid {
             let levels = console::on_uart_interrupt();
             for (vm_index, level) in levels.iter().enumerate() {
@@ -548,7 +595,7 @@ fn spi_owner(platform: &Platform, intid: u32) -> Option<usize> {
     platform.system.vms.iter().position(|vm| vm.devices.iter().any(|d| d.spis.contains(&intid)))
 }
 
-fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
+pub(crate) fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
     match exit::decode(regs.esr, regs.far, regs.hpfar) {
         // RAM not touched since the VM was loaded: scrubbed now, and the fetch retried.
@@ -580,9 +627,10 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
             regs.elr = regs.elr.wrapping_add(4);
         }
         Exit::SysReg(access) => {
-            // Trapped by TIDCP/TACR/TSW: implementation-defined and auxiliary registers read
-            // as zero and ignore writes; set/way cache maintenance is a no-op (the guest's
-            // memory is always coherent: stage 2 makes it Normal write-back).
+            // Trapped by TIDCP/TACR/TSW (HCR_EL2), TDA/TDOSA/TDRA/TPMS/TTRF (MDCR_EL2) or TTA
+            // (CPTR_EL2): implementation-defined, auxiliary, debug, profiling and trace
+            // registers read as zero and ignore writes; set/way cache maintenance is a no-op
+            // (the guest's memory is always coherent: stage 2 makes it Normal write-back).
             if access.read && access.rt < 31 {
                 regs.x[access.rt as usize] = 0;
             }
@@ -711,8 +759,8 @@ fn console_store_fast(vm: &Vm<'_>, vm_index: usize, regs: &mut GuestRegs, abort:
 }
 
 /// A fault the hypervisor cannot hand back as an emulated access: apply the VM's policy.
-#[inline(never)] // out of line: it was inlined at every call site (about 900 bytes)
-fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what: &'static str) {
+#[inline(never)] // out of line: a cold path, kept out of its callers
+pub(crate) fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what: &'static str) {
     let vm = &platform.system.vms[vm_index];
     match vm.fault_policy {
         FaultPolicy::Inject => {
@@ -771,14 +819,19 @@ impl VmView for View<'_> {
     }
 }
 
-#[inline(never)] // out of line: smaller image, and a smaller `handle_sync` prologue
+#[inline(never)] // out of line: keeps `handle_sync`'s prologue small
 fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
+    #[cfg(feature = "fault-test")]
+    fault_test::provoke(regs.x[0]);
     let call = SmcccCall { x: [regs.x[0], regs.x[1], regs.x[2], regs.x[3]] };
     match psci::handle(call, &View { vm, vm_index }) {
         Outcome::Return(values) => regs.x[..4].copy_from_slice(&values),
         Outcome::TesseraStats => {
             regs.x[..4].copy_from_slice(&[psci::ret::SUCCESS, tessera_arch::pmu::el2_instructions(), 0, 0]);
+        }
+        Outcome::SchedStats { vcpu } => {
+            regs.x[..7].copy_from_slice(&crate::rtds::stats(platform, vm_index, vcpu));
         }
         Outcome::WatchdogKick => {
             let result = if watchdog::kick(vm, vm_index) { psci::ret::SUCCESS } else { psci::ret::NOT_SUPPORTED };
@@ -807,5 +860,36 @@ fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut Gue
             ExitAction::Stop => stop_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
             ExitAction::Restart => restart_vm(platform, vm_index, "PSCI SYSTEM_RESET"),
         },
+    }
+}
+
+/// Test-only (cargo feature `fault-test`, which no production build enables): hypervisor calls
+/// that make the hypervisor fail, so `hil-tests/tests/fail_stop.rs` can check the fail-stop
+/// path with a real panic and a real stack overflow.
+#[cfg(feature = "fault-test")]
+mod fault_test {
+    /// Panics at EL2.
+    pub const PANIC: u64 = 0xC600_FF00;
+    /// Recurses until the stack runs into its guard page.
+    pub const STACK_OVERFLOW: u64 = 0xC600_FF01;
+
+    pub fn provoke(function: u64) {
+        match function {
+            PANIC => panic!("fault-test: deliberate panic"),
+            STACK_OVERFLOW => {
+                core::hint::black_box(recurse(0));
+            }
+            _ => {}
+        }
+    }
+
+    /// 512 bytes of stack per call, kept alive across the recursive call.
+    #[inline(never)]
+    fn recurse(depth: u64) -> u64 {
+        let frame = core::hint::black_box([depth; 64]);
+        if depth == u64::MAX {
+            return 0;
+        }
+        recurse(depth + 1).wrapping_add(core::hint::black_box(frame)[63])
     }
 }

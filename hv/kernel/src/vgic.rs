@@ -157,6 +157,21 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
 }
 
+/// Forgets what vCPU `vcpu_index`'s list registers hold: after a context switch on an RTDS
+/// CPU they hold another vCPU's, so the next flush must run and write all of them.
+pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
+    if let Some(vgic) = vgic(vm_index) {
+        let mut tracked = vgic.lock();
+        let tracked = &mut *tracked;
+        if let (Some(current), Some(written)) =
+            (tracked.current.get_mut(vcpu_index), tracked.written.get_mut(vcpu_index))
+        {
+            *current = None;
+            *written = u8::MAX;
+        }
+    }
+}
+
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     let Some(vgic) = vgic(vm_index) else { return 0 };

@@ -108,7 +108,11 @@ pub fn on_timer(platform: &Platform) -> Option<Expiry> {
             }
             tessera_arch::timer::disarm_physical();
             let frequency = tessera_arch::cpu::counter_frequency().max(1);
-            let late_ns = u64::try_from(u128::from(late_ticks) * 1_000_000_000 / u128::from(frequency)).unwrap_or(u64::MAX);
+            // late_ticks * 10^9 / frequency, whole seconds and the rest apart (no 128-bit
+            // division in the image); exact for counters below 18 GHz.
+            let late_ns = (late_ticks / frequency)
+                .saturating_mul(1_000_000_000)
+                .saturating_add((late_ticks % frequency).saturating_mul(1_000_000_000) / frequency);
             let action = vm.watchdog.map_or(ExitAction::Stop, |dog| dog.action);
             Some(Expiry { vm_index, action, late_ns })
         }

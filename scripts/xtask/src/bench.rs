@@ -155,6 +155,8 @@ pub struct Inputs {
     /// Linux's `Run /init` printk time natively and under Tessera (ns), if measured.
     pub linux_native_ns: Option<u64>,
     pub linux_tessera_ns: Option<u64>,
+    /// The RTDS run (`bench_rtds`).
+    pub rtds: crate::bench_rtds::RtdsFigures,
 }
 
 fn summary_text(summary: Option<&Summary>) -> String {
@@ -268,6 +270,27 @@ pub fn metrics(inputs: &Inputs) -> Vec<Metric> {
         tessera: inputs.linux_tessera_ns.map_or("not measured".into(), |ns| format!("{:.3} ms", ns as f64 / 1e6)),
         value: ratio,
         unit: "ratio",
+        target: "",
+        met: None,
+    });
+    let (switch, per_period, shares) = crate::bench_rtds::texts(&inputs.rtds);
+    rows.push(Metric {
+        name: "rtds_switch_instr",
+        what: "RTDS context switch between two VMs' vCPUs on one CPU: EL2 instructions (EL1 + FP/SIMD + timer + ICH state, VM controls)",
+        native: "–".into(),
+        tessera: switch,
+        value: inputs.rtds.switch_instructions.map(|v| v as f64),
+        unit: "instructions",
+        target: "",
+        met: None,
+    });
+    rows.push(Metric {
+        name: "rtds_el2_per_period",
+        what: "RTDS scheduler overhead: EL2 instructions on a CPU shared 20/30/40% per 10 ms period (measured shares in brackets)",
+        native: "–".into(),
+        tessera: format!("{per_period} ({shares})"),
+        value: inputs.rtds.el2_per_period.map(|v| v as f64),
+        unit: "instructions",
         target: "",
         met: None,
     });
@@ -552,6 +575,12 @@ pub fn run(ws: &Workspace) -> Result<String> {
     } else {
         eprintln!("tessera: bench: no {} (run scripts/fetch-linux.sh); linux_boot_ratio not measured", kernel.display());
     }
+
+    let built = pipeline::build(ws, &ws.root.join(crate::bench_rtds::SYSTEM))?;
+    let tessera = tessera_command(&built.image, &bench_dir.join("run-rtds"))?;
+    provenance.commands.push(format!("(in {}) {}", bench_dir.join("run-rtds").display(), display(&tessera)));
+    eprintln!("tessera: bench: RTDS");
+    inputs.rtds = crate::bench_rtds::parse(&run_capture(tessera, Some("[c40] c40: sched vcpu 0"))?);
 
     provenance.wall_seconds = started.elapsed().as_secs_f64();
     let rows = metrics(&inputs);

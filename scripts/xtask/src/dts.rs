@@ -9,7 +9,7 @@ pub mod fdt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tessera_config::{ExitAction, FaultPolicy, ResetWrite, Watchdog, WfiPolicy};
+use tessera_config::{ExitAction, FaultPolicy, ResetWrite, RtdsParams, Scheduler, Watchdog, WfiPolicy};
 
 use crate::error::{Error, Result, io};
 use fdt::Node;
@@ -22,6 +22,16 @@ pub const COMPATIBLE: &str = "tessera,system";
 pub struct SystemDesc {
     pub board: String,
     pub vms: Vec<VmDesc>,
+    /// `/cpupools/<name>` nodes, in source order (empty without `/cpupools`).
+    pub pools: Vec<PoolDesc>,
+}
+
+/// `/cpupools/<name> { cpus = <…>; scheduler = "null" | "rtds"; }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDesc {
+    pub name: String,
+    pub cpus: Vec<u32>,
+    pub scheduler: Scheduler,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,11 @@ pub struct VmDesc {
     pub sub_page: SubPage,
     /// `device@N` children: raw windows and SPIs with no board node.
     pub raw_devices: Vec<DeviceDesc>,
+    /// `budget-us`, `period-us`, `extratime`: for a VM in an rtds pool.
+    pub rtds: Option<RtdsParams>,
+    /// `test-probe-targets;`: an isolation test guest is told the physical ranges to aim at
+    /// (`/chosen/tessera,probe-targets`). Test systems only.
+    pub probe_targets: bool,
     /// `reset@N` children: reset sequences for devices named in `devices`.
     pub device_resets: Vec<ResetDesc>,
     /// `watchdog-ms`, `watchdog-first-ms` (default: the period), `on-watchdog` (default
@@ -172,9 +187,11 @@ pub fn parse(blob: &[u8], base_dir: &Path) -> Result<SystemDesc> {
     props.finish()?;
 
     let mut vms = None;
+    let mut pools = Vec::new();
     for child in &root.children {
         match child.name.as_str() {
             "vms" => vms = Some(parse_vms(child, base_dir)?),
+            "cpupools" => pools = parse_pools(child)?,
             _ => {
                 return Err(Error::UnknownNode {
                     node: format!("/{}", child.name),
@@ -185,7 +202,27 @@ pub fn parse(blob: &[u8], base_dir: &Path) -> Result<SystemDesc> {
     let vms = vms.ok_or_else(|| Error::MissingNode {
         node: "/vms".into(),
     })?;
-    Ok(SystemDesc { board, vms })
+    Ok(SystemDesc { board, vms, pools })
+}
+
+fn parse_pools(node: &Node) -> Result<Vec<PoolDesc>> {
+    Props::new(node, "/cpupools".into()).finish()?;
+    node.children
+        .iter()
+        .map(|pool| {
+            let path = format!("/cpupools/{}", pool.name);
+            let mut props = Props::new(pool, path.clone());
+            let cpus = props.u32_list("cpus")?.ok_or_else(|| props.missing("cpus"))?;
+            let scheduler = match props.required_string("scheduler")?.as_str() {
+                "null" => Scheduler::Null,
+                "rtds" => Scheduler::Rtds,
+                other => return Err(props.bad_value("scheduler", other, "\"null\" or \"rtds\"")),
+            };
+            props.finish()?;
+            no_children(pool, &path)?;
+            Ok(PoolDesc { name: pool.name.split('@').next().unwrap_or_default().to_owned(), cpus, scheduler })
+        })
+        .collect()
 }
 
 fn parse_vms(node: &Node, base_dir: &Path) -> Result<Vec<VmDesc>> {
@@ -251,6 +288,16 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         Some("trap") => SubPage::Trap,
         Some(other) => return Err(props.bad_value("sub-page", other, "\"reject\" or \"trap\"")),
     };
+    let budget = props.u32("budget-us")?;
+    let period = props.u32("period-us")?;
+    let extratime = props.flag("extratime")?;
+    let rtds = match (budget, period) {
+        (Some(budget_us), Some(period_us)) => Some(RtdsParams { budget_us, period_us, extratime }),
+        (None, None) if !extratime => None,
+        (None, _) => return Err(props.missing("budget-us")),
+        (Some(_), None) => return Err(props.missing("period-us")),
+    };
+    let probe_targets = props.flag("test-probe-targets")?;
     props.finish()?;
 
     let mut memory = Vec::new();
@@ -304,6 +351,8 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         dma_unrestricted,
         sub_page,
         raw_devices,
+        rtds,
+        probe_targets,
         device_resets,
         watchdog,
     })
@@ -508,6 +557,15 @@ impl<'a> Props<'a> {
             property: name.into(),
         })?;
         Ok(Some(text.to_owned()))
+    }
+
+    /// A boolean property: present and empty (`name;`) is true, absent is false.
+    fn flag(&mut self, name: &str) -> Result<bool> {
+        match self.take(name) {
+            None => Ok(false),
+            Some([]) => Ok(true),
+            Some(value) => Err(self.bad_cells(name, "no value (`name;`)", value.len())),
+        }
     }
 
     fn required_string(&mut self, name: &'static str) -> Result<String> {

@@ -30,6 +30,18 @@ pub struct GuestDtb<'a> {
     pub initrd: Option<MemRange>,
     /// Passed-through devices: those with a board node get a copy of it.
     pub devices: &'a [PassDevice],
+    /// For an isolation test guest (`test-probe-targets;`): host-physical ranges it is told
+    /// to aim at, written to `/chosen` as `tessera,probe-targets` (`<base size>` pairs, 64-bit)
+    /// and `tessera,probe-target-names` (one string per pair).
+    pub probe_targets: Option<&'a [ProbeTarget]>,
+}
+
+/// One named host-physical range an attack guest probes (the hypervisor, another VM's RAM, a
+/// device of the board).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    pub name: String,
+    pub range: MemRange,
 }
 
 /// 4 KiB: the SBSA UART register frame (SBSA Generic UART, B.2).
@@ -92,6 +104,14 @@ impl GuestDtb<'_> {
             // chosen.yaml: start inclusive, end exclusive; 64-bit values are accepted.
             fdt.property_u64("linux,initrd-start", initrd.base)?;
             fdt.property_u64("linux,initrd-end", initrd.base.saturating_add(initrd.size))?;
+        }
+        if let Some(targets) = self.probe_targets {
+            let cells: Vec<u64> = targets.iter().flat_map(|t| [t.range.base, t.range.size]).collect();
+            fdt.property_array_u64("tessera,probe-targets", &cells)?;
+            fdt.property_string_list(
+                "tessera,probe-target-names",
+                targets.iter().map(|t| t.name.clone()).collect(),
+            )?;
         }
         fdt.end_node(chosen)?;
 

@@ -11,7 +11,7 @@ use tessera_config::{
 use crate::devices::PassDevice;
 use crate::dts::{ConsoleDesc, SystemDesc, VmDesc};
 use crate::error::{Error, Result};
-use crate::guest_dtb::GuestDtb;
+use crate::guest_dtb::{GuestDtb, ProbeTarget};
 use crate::image::Arm64Header;
 
 /// The block size the hypervisor maps with, and the alignment of everything it allocates.
@@ -33,6 +33,7 @@ pub struct Plan {
     pub board: String,
     pub hv_region: MemRange,
     pub vms: Vec<VmPlan>,
+    pub pools: Vec<crate::dts::PoolDesc>,
 }
 
 /// One VM, placed.
@@ -66,6 +67,7 @@ pub struct VmPlan {
     pub watchdog: Option<Watchdog>,
     /// Passed-through devices, resolved against the board's device tree.
     pub devices: Vec<PassDevice>,
+    pub rtds: Option<tessera_config::RtdsParams>,
 }
 
 /// The files one VM is given, read: its image and its initrd; and its devices, resolved.
@@ -83,7 +85,7 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result
         .iter()
         .zip(files)
         .enumerate()
-        .map(|(index, (vm, files))| place_vm(board, index, vm, files))
+        .map(|(index, (vm, files))| place_vm(board, index, vm, files, &desc.vms))
         .collect::<Result<Vec<_>>>()?;
     let payload = vms.iter().map(VmPlan::payload_bytes).sum();
     let hv_region = hypervisor_region(board, payload);
@@ -91,10 +93,12 @@ pub fn plan(board: &Board<'_>, desc: &SystemDesc, files: Vec<VmFiles>) -> Result
     for (vm_desc, vm) in desc.vms.iter().zip(&vms) {
         check_dma_identity(vm_desc, vm)?;
     }
+    fill_probe_targets(board, hv_region, &desc.vms, &mut vms)?;
     Ok(Plan {
         board: desc.board.clone(),
         hv_region,
         vms,
+        pools: desc.pools.clone(),
     })
 }
 
@@ -110,7 +114,7 @@ fn check_dma_identity(desc: &VmDesc, vm: &VmPlan) -> Result<()> {
     }
 }
 
-fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> Result<VmPlan> {
+fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles, all: &[VmDesc]) -> Result<VmPlan> {
     let VmFiles { image, initrd, devices } = files;
     let node = || desc.node.clone();
     let memory: Vec<MemoryRegion> = desc
@@ -172,23 +176,16 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
     let initrd_range = initrd
         .as_ref()
         .map(|bytes| MemRange::new(initrd_ipa, bytes.len() as u64));
-    let dtb = GuestDtb {
-        vm_name: &desc.name,
-        bootargs: &desc.bootargs,
-        memory: &memory,
-        vcpu_count: desc.cpus.len(),
-        console,
-        vgic: vgic_frames(board, desc.cpus.len()),
-        maintenance_intid: board.gic.maintenance_intid,
-        timer: board.timer,
-        initrd: initrd_range,
-        devices: &devices,
-    }
-    .build()
-    .map_err(|e| Error::GuestDtb {
-        node: node(),
-        reason: e.to_string(),
-    })?;
+    // Probe targets need host addresses, which are allocated later: a placeholder list of the
+    // same length and names keeps the tree's size, and `fill_probe_targets` rewrites it.
+    let placeholder = desc.probe_targets.then(|| {
+        let unplaced: Vec<(String, Vec<MemoryRegion>)> = all
+            .iter()
+            .map(|vm| (vm.name.clone(), vm.memory.iter().map(|_| MemoryRegion { ipa: 0, pa: 0, size: 0 }).collect()))
+            .collect();
+        probe_targets(board, MemRange::new(0, 0), index, &unplaced, &memory)
+    });
+    let dtb = guest_dtb(board, desc, &memory, console, initrd_range, &devices, placeholder.as_deref())?;
     let taken = [Some(loaded), initrd_range];
     // Without a slot the DTB is put at the RAM base, where the validator (or, if the clash is
     // only with BSS, `Plan::check_footprints`) will refuse it.
@@ -218,7 +215,87 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles) -> R
         physical_counter: desc.physical_counter,
         watchdog: desc.watchdog,
         devices,
+        rtds: desc.rtds,
     })
+}
+
+/// The guest's device tree, as [`GuestDtb`] builds it.
+fn guest_dtb(
+    board: &Board<'_>,
+    desc: &VmDesc,
+    memory: &[MemoryRegion],
+    console: Option<Console>,
+    initrd: Option<MemRange>,
+    devices: &[PassDevice],
+    probe_targets: Option<&[ProbeTarget]>,
+) -> Result<Vec<u8>> {
+    GuestDtb {
+        vm_name: &desc.name,
+        bootargs: &desc.bootargs,
+        memory,
+        vcpu_count: desc.cpus.len(),
+        console,
+        vgic: vgic_frames(board, desc.cpus.len()),
+        maintenance_intid: board.gic.maintenance_intid,
+        timer: board.timer,
+        initrd,
+        devices,
+        probe_targets,
+    }
+    .build()
+    .map_err(|e| Error::GuestDtb {
+        node: desc.node.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// What VM `index` is told to aim at: the hypervisor's region, every other VM's RAM, its own
+/// RAM's host addresses (`self`), the board's RAM banks and the devices the hypervisor keeps
+/// (its UART, the GIC's distributor, redistributors and ITS). `vms` holds every VM's name and
+/// memory, in order.
+fn probe_targets(
+    board: &Board<'_>,
+    hv_region: MemRange,
+    index: usize,
+    vms: &[(String, Vec<MemoryRegion>)],
+    own: &[MemoryRegion],
+) -> Vec<ProbeTarget> {
+    let target = |name: &str, range: MemRange| ProbeTarget { name: name.to_owned(), range };
+    let mut targets = vec![target("hypervisor", hv_region)];
+    for (other, (name, memory)) in vms.iter().enumerate() {
+        if other != index {
+            targets.extend(memory.iter().map(|r| target(name, r.pa_range())));
+        }
+    }
+    targets.extend(own.iter().map(|r| target("self", r.pa_range())));
+    targets.extend(board.ram.iter().map(|bank| target("ram", *bank)));
+    targets.push(target("uart", MemRange::new(board.uart.base, board.uart.size)));
+    targets.push(target("gicd", board.gic.gicd));
+    targets.push(target("gicr", board.gic.gicr));
+    targets.extend(board.gic.its.map(|its| target("its", its)));
+    targets
+}
+
+/// Rewrites the device tree of every VM with `test-probe-targets` now that host memory is
+/// allocated. The tree keeps its size (same entries and names), so nothing placed moves.
+fn fill_probe_targets(board: &Board<'_>, hv_region: MemRange, descs: &[VmDesc], vms: &mut [VmPlan]) -> Result<()> {
+    let memory: Vec<(String, Vec<MemoryRegion>)> = vms.iter().map(|vm| (vm.name.clone(), vm.memory.clone())).collect();
+    for (index, (desc, vm)) in descs.iter().zip(vms.iter_mut()).enumerate() {
+        if !desc.probe_targets {
+            continue;
+        }
+        let targets = probe_targets(board, hv_region, index, &memory, &vm.memory);
+        let initrd = vm.initrd.as_ref().map(|bytes| MemRange::new(vm.initrd_ipa, bytes.len() as u64));
+        let dtb = guest_dtb(board, desc, &vm.memory, vm.console, initrd, &vm.devices, Some(&targets))?;
+        if dtb.len() != vm.dtb.len() {
+            return Err(Error::GuestDtb {
+                node: desc.node.clone(),
+                reason: format!("probe targets changed the tree's size ({} -> {} bytes)", vm.dtb.len(), dtb.len()),
+            });
+        }
+        vm.dtb = dtb;
+    }
+    Ok(())
 }
 
 /// The initrd's IPA: the first 2 MiB boundary after the image's footprint (Linux's BSS must
@@ -408,12 +485,19 @@ impl Plan {
                 physical_counter: vm.physical_counter,
                 watchdog: vm.watchdog,
                 devices,
+                rtds: vm.rtds,
             })
+            .collect();
+        let pools: Vec<tessera_config::CpuPool<'_>> = self
+            .pools
+            .iter()
+            .map(|p| tessera_config::CpuPool { name: &p.name, cpus: &p.cpus, scheduler: p.scheduler })
             .collect();
         f(&System {
             board: &self.board,
             hv_region: self.hv_region,
             vms: &vms,
+            pools: &pools,
         })
     }
 
@@ -543,6 +627,7 @@ mod tests {
             physical_counter: true,
             watchdog: None,
             devices: Vec::new(),
+            rtds: None,
         };
         let error = vm.check_footprint().unwrap_err();
         assert!(

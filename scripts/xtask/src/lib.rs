@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_rtds;
 pub mod defmt_log;
 pub mod devices;
 pub mod dts;

@@ -33,6 +33,10 @@ pub fn board(name: &str) -> Result<&'static Board<'static>> {
     }
 }
 
+/// Environment variable naming cargo features of the platform binary to build with
+/// (comma separated); only the HIL tests set it (`fault-test`).
+pub const FEATURES_ENV: &str = "TESSERA_HV_FEATURES";
+
 /// Where things are: the workspace root and cargo's target directory.
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -222,13 +226,15 @@ pub fn build(ws: &Workspace, dts: &Path) -> Result<Built> {
     eprintln!("tessera: tables in {}", system_rs.display());
 
     let package = format!("tessera-{}", board.name);
-    eprintln!("tessera: building {package}");
-    let built = cargo_build(
-        ws,
-        HYPERVISOR_TARGET,
-        &["-p", &package, "--bin", &package],
-        &[("TESSERA_SYSTEM_RS", &system_rs)],
-    )
+    // Test-only cargo features of the platform binary (e.g. `fault-test`), from the HIL
+    // harness; production builds leave it unset.
+    let features = std::env::var(FEATURES_ENV).unwrap_or_default();
+    eprintln!("tessera: building {package} (features: {features:?})");
+    let mut args = vec!["-p", &package, "--bin", &package];
+    if !features.is_empty() {
+        args.extend(["--features", &features]);
+    }
+    let built = cargo_build(ws, HYPERVISOR_TARGET, &args, &[("TESSERA_SYSTEM_RS", &system_rs)])
     .map_err(|reason| Error::HypervisorBuild { reason })?;
     let elf = out_dir.join("tessera.elf");
     fs::copy(&built, &elf).map_err(io(&built))?;

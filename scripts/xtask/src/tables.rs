@@ -89,7 +89,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, ResetWrite, System, Vm, Watchdog, WfiPolicy}};"
+        "    use tessera_config::{{Console, CpuPool, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, ResetWrite, RtdsParams, Scheduler, System, Vm, Watchdog, WfiPolicy}};"
     );
     for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
         let Blobs { image, dtb, initrd } = files;
@@ -200,6 +200,17 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         line!("            wfi: WfiPolicy::{:?},", vm.wfi);
         line!("            physical_counter: {},", vm.physical_counter);
         line!("            devices: &VM{index}_DEVICES,");
+        match vm.rtds {
+            Some(p) => {
+                line!(
+                    "            rtds: Some(RtdsParams {{ budget_us: {}, period_us: {}, extratime: {} }}),",
+                    p.budget_us, p.period_us, p.extratime
+                );
+            }
+            None => {
+                line!("            rtds: None,");
+            }
+        }
         match vm.watchdog {
             Some(w) => {
                 line!(
@@ -216,6 +227,15 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         line!("        }},");
     }
     line!("    ];");
+    line!("    static POOLS: [CpuPool<'static>; {}] = [", plan.pools.len());
+    for pool in &plan.pools {
+        let cpus: Vec<String> = pool.cpus.iter().map(u32::to_string).collect();
+        line!(
+            "        CpuPool {{ name: {:?}, cpus: &[{}], scheduler: Scheduler::{:?} }},",
+            pool.name, cpus.join(", "), pool.scheduler
+        );
+    }
+    line!("    ];");
     line!();
     line!("    pub static SYSTEM: System<'static> = System {{");
     line!("        board: {:?},", plan.board);
@@ -225,6 +245,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         plan.hv_region.size
     );
     line!("        vms: &VMS,");
+    line!("        pools: &POOLS,");
     line!("    }};");
     line!("}}");
     Ok(out)

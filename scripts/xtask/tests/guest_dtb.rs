@@ -86,3 +86,37 @@ fn no_console_means_no_uart_and_no_stdout_path() {
     assert!(nodes.iter().all(|n| !n.name.starts_with("uart@")));
     assert_eq!(node(&nodes, "chosen").prop("stdout-path"), None);
 }
+
+#[test]
+fn probe_targets_name_the_hypervisor_other_vms_and_the_boards_devices() {
+    let plan = Fixture::new("probe-targets").check().unwrap();
+    let (attacker, victim) = (&plan.vms[0], &plan.vms[1]);
+    let chosen_nodes = parse_fdt(&attacker.dtb);
+    let chosen = node(&chosen_nodes, "chosen");
+    let names = chosen.strings("tessera,probe-target-names");
+    let cells = chosen.u64s("tessera,probe-targets");
+    assert_eq!(cells.len(), names.len() * 2, "one <base size> pair per name");
+    let pairs: Vec<(&str, u64, u64)> = names
+        .iter()
+        .zip(cells.chunks(2))
+        .map(|(name, pair)| (*name, pair[0], pair[1]))
+        .collect();
+    let hv = plan.hv_region;
+    assert_eq!(pairs[0], ("hypervisor", hv.base, hv.size));
+    // The victim's two regions at their host addresses (allocated after the tree was first
+    // built), then the attacker's own host RAM.
+    assert_eq!(pairs[1], ("victim", victim.memory[0].pa, 0x200_0000));
+    assert_eq!(pairs[2], ("victim", victim.memory[1].pa, 0x20_0000));
+    assert_ne!(victim.memory[0].pa, 0, "host memory was allocated");
+    assert_eq!(pairs[3], ("self", attacker.memory[0].pa, 0x200_0000));
+    assert_eq!(pairs[4], ("ram", 0x4000_0000, 0x4000_0000));
+    assert_eq!(pairs[5], ("uart", 0x900_0000, 0x1000));
+    assert_eq!(pairs[6], ("gicd", 0x800_0000, 0x1_0000));
+    assert_eq!(pairs[7], ("gicr", 0x80a_0000, 0xf6_0000));
+    assert_eq!(pairs[8], ("its", 0x808_0000, 0x2_0000));
+    assert_eq!(pairs.len(), 9);
+
+    // Only the VM that asked is told.
+    let victim_nodes = parse_fdt(&victim.dtb);
+    assert!(node(&victim_nodes, "chosen").prop("tessera,probe-targets").is_none());
+}

@@ -159,3 +159,37 @@ fn dtc_errors_carry_dtc_messages() {
         "{error}"
     );
 }
+
+#[test]
+fn cpu_pools_and_rtds_parameters_are_read() {
+    use tessera_config::{RtdsParams, Scheduler};
+    let plan = Fixture::new("rtds-pools").check().unwrap();
+    let pools: Vec<_> = plan.pools.iter().map(|p| (p.name.as_str(), p.cpus.clone(), p.scheduler)).collect();
+    assert_eq!(pools, [("main", vec![0, 1, 2], Scheduler::Null), ("rt", vec![3], Scheduler::Rtds)]);
+    assert_eq!(plan.vms[0].rtds, None);
+    assert_eq!(plan.vms[1].rtds, Some(RtdsParams { budget_us: 2000, period_us: 10_000, extratime: false }));
+    assert_eq!(plan.vms[2].rtds, Some(RtdsParams { budget_us: 7000, period_us: 10_000, extratime: true }));
+}
+
+#[test]
+fn unknown_pool_scheduler() {
+    let (_, message) = Fixture::new("rtds-bad-scheduler").error();
+    assert_eq!(message, "/cpupools/rt: property `scheduler` is \"edf\", but it must be \"null\" or \"rtds\"");
+}
+
+#[test]
+fn budget_without_period() {
+    let (_, message) = Fixture::new("rtds-half").error();
+    assert_eq!(message, "/vms/beta: missing required property `period-us`");
+}
+
+#[test]
+fn probe_targets_is_a_flag() {
+    let (error, message) = Fixture::new("bad-probe-flag").error();
+    assert!(
+        matches!(&error, Error::BadCells { node, property, found_bytes: 4, .. }
+        if node == "/vms/alpha" && property == "test-probe-targets"),
+        "{error:?}"
+    );
+    assert!(message.contains("test-probe-targets"), "{message}");
+}

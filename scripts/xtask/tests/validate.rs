@@ -75,3 +75,21 @@ fn duplicate_vm_names() {
         "/vms/alpha: a second VM has the same name"
     );
 }
+
+#[test]
+fn rtds_cpu_overloaded() {
+    assert_eq!(
+        invalid("rtds-overload"),
+        "/vms/gamma: CPU 3 of /cpupools/rt would be loaded to 1.000100 (sum of budget/period > 1): not schedulable under partitioned EDF"
+    );
+}
+
+#[test]
+fn rtds_budget_exceeds_period() {
+    assert_eq!(invalid("rtds-budget"), "/vms/beta: budget 12000 us exceeds its period 10000 us");
+}
+
+#[test]
+fn rtds_vcpu_in_no_pool() {
+    assert_eq!(invalid("rtds-no-pool"), "/vms/beta: vCPU 0 runs on CPU 3, which is in no CPU pool");
+}

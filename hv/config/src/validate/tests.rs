@@ -52,6 +52,7 @@ fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion])
         physical_counter: true,
         devices: &[],
         watchdog: None,
+        rtds: None,
     }
 }
 
@@ -60,7 +61,7 @@ const MEM_A: [MemoryRegion; 1] = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4200_00
 const MEM_B: [MemoryRegion; 1] = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4300_0000, size: 16 * MIB }];
 
 fn check<'a>(vms: &'a [Vm<'a>]) -> Result<(), ConfigError<'a>> {
-    validate(&board(), &System { board: "test-board", hv_region: HV, vms })
+    validate(&board(), &System { board: "test-board", hv_region: HV, vms, pools: &[] })
 }
 
 extern crate std;
@@ -74,7 +75,7 @@ fn a_valid_system_passes() {
 #[test]
 fn board_mismatch() {
     let vms = [vm("a", 1, &[0], &MEM_A)];
-    let err = validate(&board(), &System { board: "other", hv_region: HV, vms: &vms }).unwrap_err();
+    let err = validate(&board(), &System { board: "other", hv_region: HV, vms: &vms, pools: &[] }).unwrap_err();
     assert_eq!(err, ConfigError::BoardMismatch { system: "other", board: "test-board" });
 }
 
@@ -271,7 +272,7 @@ fn empty_initrd() {
 fn hypervisor_region_outside_ram() {
     let vms = [vm("a", 1, &[0], &MEM_A)];
     let region = MemRange::new(0x2000_0000, 32 * MIB);
-    let err = validate(&board(), &System { board: "test-board", hv_region: region, vms: &vms }).unwrap_err();
+    let err = validate(&board(), &System { board: "test-board", hv_region: region, vms: &vms, pools: &[] }).unwrap_err();
     assert_eq!(err, ConfigError::HypervisorRegionInvalid { region });
 }
 
@@ -527,4 +528,176 @@ fn watchdog_first_period_absurd() {
     let vms = [vm("a", 1, &[0], &MEM_A), b];
     let err = check(&vms).unwrap_err();
     assert_eq!(err, ConfigError::BadWatchdogPeriod { vm: "b", property: "watchdog-first-ms", ms: first_ms });
+}
+
+// ---- CPU pools and RTDS (`sched.rs`) ----
+
+use crate::{CpuPool, RtdsParams, Scheduler};
+
+const MEM_C: [MemoryRegion; 1] = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4400_0000, size: 16 * MIB }];
+const MEM_D: [MemoryRegion; 1] = [MemoryRegion { ipa: 0x4000_0000, pa: 0x4500_0000, size: 16 * MIB }];
+const POOLS: [CpuPool<'static>; 2] = [
+    CpuPool { name: "main", cpus: &[0, 1], scheduler: Scheduler::Null },
+    CpuPool { name: "rt", cpus: &[2, 3], scheduler: Scheduler::Rtds },
+];
+
+fn rt_vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion], budget_us: u32, period_us: u32) -> Vm<'a> {
+    Vm {
+        wfi: crate::WfiPolicy::Trap,
+        rtds: Some(RtdsParams { budget_us, period_us, extratime: false }),
+        ..vm(name, vmid, cpus, memory)
+    }
+}
+
+fn check_pools<'a>(pools: &'a [CpuPool<'a>], vms: &'a [Vm<'a>]) -> Result<(), ConfigError<'a>> {
+    validate(&board(), &System { board: "test-board", hv_region: HV, vms, pools })
+}
+
+#[test]
+fn rtds_pool_shared_by_three_vms_at_90_percent() {
+    let vms = [
+        vm("main", 1, &[0, 1], &MEM_A),
+        rt_vm("a", 2, &[2], &MEM_B, 2000, 10_000),
+        rt_vm("b", 3, &[2], &MEM_C, 3000, 10_000),
+        rt_vm("c", 4, &[2], &MEM_D, 4000, 10_000),
+    ];
+    assert_eq!(check_pools(&POOLS, &vms), Ok(()));
+}
+
+#[test]
+fn exactly_full_cpu_with_thirds_is_schedulable() {
+    // 1/3 + 1/3 + 1/3 = 1 exactly: a test rounded to ppm would refuse it.
+    let vms = [
+        rt_vm("a", 1, &[2], &MEM_A, 1000, 3000),
+        rt_vm("b", 2, &[2], &MEM_B, 1000, 3000),
+        rt_vm("c", 3, &[2], &MEM_C, 1000, 3000),
+    ];
+    assert_eq!(check_pools(&POOLS, &vms), Ok(()));
+}
+
+#[test]
+fn cpu_overloaded_names_the_vm_that_tips_it() {
+    let vms = [
+        rt_vm("a", 1, &[2], &MEM_A, 5000, 10_000),
+        rt_vm("b", 2, &[3], &MEM_B, 9000, 10_000),
+        rt_vm("c", 3, &[2], &MEM_C, 1001, 2000),
+    ];
+    let err = check_pools(&POOLS, &vms).unwrap_err();
+    assert_eq!(err, ConfigError::CpuOverloaded { vm: "c", pool: "rt", cpu: 2, load_ppm: 1_000_500 });
+    assert_eq!(
+        err.to_string(),
+        "/vms/c: CPU 2 of /cpupools/rt would be loaded to 1.000500 (sum of budget/period > 1): not schedulable under partitioned EDF"
+    );
+}
+
+#[test]
+fn pool_load_is_checked_per_cpu() {
+    // 1.2 on a two-CPU pool is below its CPU count, but partitioned EDF needs each CPU <= 1.
+    let vms = [rt_vm("a", 1, &[2], &MEM_A, 600, 1000), rt_vm("b", 2, &[2], &MEM_B, 600, 1000)];
+    assert!(matches!(check_pools(&POOLS, &vms), Err(ConfigError::CpuOverloaded { vm: "b", cpu: 2, .. })));
+}
+
+#[test]
+fn budget_exceeds_period() {
+    let vms = [rt_vm("a", 1, &[2], &MEM_A, 1001, 1000)];
+    let err = check_pools(&POOLS, &vms).unwrap_err();
+    assert_eq!(err, ConfigError::BudgetExceedsPeriod { vm: "a", budget_us: 1001, period_us: 1000 });
+    assert_eq!(err.to_string(), "/vms/a: budget 1001 us exceeds its period 1000 us");
+}
+
+#[test]
+fn bad_rtds_params() {
+    for (budget, period) in [(0, 1000), (10, 99), (10, 10_000_001)] {
+        let vms = [rt_vm("a", 1, &[2], &MEM_A, budget, period)];
+        assert_eq!(
+            check_pools(&POOLS, &vms),
+            Err(ConfigError::BadRtdsParams { vm: "a", budget_us: budget, period_us: period })
+        );
+    }
+}
+
+#[test]
+fn null_pool_with_two_vcpus() {
+    let vms = [vm("a", 1, &[0], &MEM_A), vm("b", 2, &[0], &MEM_B)];
+    let err = check_pools(&POOLS, &vms).unwrap_err();
+    assert_eq!(err, ConfigError::CpuAssignedTwice { cpu: 0, first: "a", second: "b" });
+}
+
+#[test]
+fn two_vcpus_of_one_vm_on_one_rtds_cpu() {
+    let vms = [rt_vm("a", 1, &[2, 2], &MEM_A, 100, 1000)];
+    assert_eq!(check_pools(&POOLS, &vms), Err(ConfigError::CpuAssignedTwice { cpu: 2, first: "a", second: "a" }));
+}
+
+#[test]
+fn vcpu_in_no_pool() {
+    let pools = [CpuPool { name: "rt", cpus: &[2], scheduler: Scheduler::Rtds }];
+    let vms = [vm("a", 1, &[0, 1], &MEM_A)];
+    let err = check_pools(&pools, &vms).unwrap_err();
+    assert_eq!(err, ConfigError::VcpuInNoPool { vm: "a", vcpu: 0, cpu: 0 });
+    assert_eq!(err.to_string(), "/vms/a: vCPU 0 runs on CPU 0, which is in no CPU pool");
+}
+
+#[test]
+fn rtds_params_missing() {
+    let vms = [Vm { wfi: crate::WfiPolicy::Trap, ..vm("a", 1, &[3], &MEM_A) }];
+    assert_eq!(check_pools(&POOLS, &vms), Err(ConfigError::RtdsParamsMissing { vm: "a", cpu: 3 }));
+}
+
+#[test]
+fn rtds_params_on_null_cpu() {
+    let vms = [rt_vm("a", 1, &[1], &MEM_A, 100, 1000)];
+    assert_eq!(check_pools(&POOLS, &vms), Err(ConfigError::RtdsParamsOnNullCpu { vm: "a", cpu: 1 }));
+    // Without /cpupools every CPU is null-scheduled.
+    assert_eq!(check(&vms), Err(ConfigError::RtdsParamsOnNullCpu { vm: "a", cpu: 1 }));
+}
+
+#[test]
+fn rtds_needs_trapped_wfi() {
+    let vms = [Vm { wfi: crate::WfiPolicy::Native, ..rt_vm("a", 1, &[2], &MEM_A, 100, 1000) }];
+    assert_eq!(check_pools(&POOLS, &vms), Err(ConfigError::RtdsNeedsTrappedWfi { vm: "a" }));
+}
+
+#[test]
+fn empty_pool() {
+    let pools = [CpuPool { name: "rt", cpus: &[], scheduler: Scheduler::Rtds }];
+    assert_eq!(check_pools(&pools, &[vm("a", 1, &[0], &MEM_A)]), Err(ConfigError::EmptyPool { pool: "rt" }));
+}
+
+#[test]
+fn pool_cpu_not_on_board() {
+    let pools = [CpuPool { name: "rt", cpus: &[4], scheduler: Scheduler::Rtds }];
+    assert_eq!(
+        check_pools(&pools, &[vm("a", 1, &[0], &MEM_A)]),
+        Err(ConfigError::PoolCpuNotOnBoard { pool: "rt", cpu: 4, board_cpus: 4 })
+    );
+}
+
+#[test]
+fn cpu_in_two_pools() {
+    let pools = [
+        CpuPool { name: "a", cpus: &[0, 1], scheduler: Scheduler::Null },
+        CpuPool { name: "b", cpus: &[1], scheduler: Scheduler::Rtds },
+    ];
+    let vms = [vm("x", 1, &[0], &MEM_A)];
+    let err = check_pools(&pools, &vms).unwrap_err();
+    assert_eq!(err, ConfigError::CpuInTwoPools { cpu: 1, first: "a", second: "b" });
+    assert_eq!(err.to_string(), "/cpupools/b: CPU 1 is already in /cpupools/a");
+    let twice = [CpuPool { name: "a", cpus: &[2, 2], scheduler: Scheduler::Null }];
+    assert_eq!(
+        check_pools(&twice, &[vm("x", 1, &[2], &MEM_A)]),
+        Err(ConfigError::CpuInTwoPools { cpu: 2, first: "a", second: "a" })
+    );
+}
+
+#[test]
+fn too_many_vcpus_on_one_cpu() {
+    let mems: [[MemoryRegion; 1]; 9] =
+        core::array::from_fn(|i| [MemoryRegion { ipa: 0x4000_0000, pa: 0x4200_0000 + i as u64 * 16 * MIB, size: 16 * MIB }]);
+    let names = ["v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"];
+    let vms: [Vm<'_>; 9] = core::array::from_fn(|i| rt_vm(names[i], i as u16 + 1, &[2], &mems[i], 100, 1000));
+    assert_eq!(
+        check_pools(&POOLS, &vms),
+        Err(ConfigError::TooManyVcpusOnCpu { vm: "v8", cpu: 2, max: crate::MAX_VCPUS_PER_CPU })
+    );
 }
