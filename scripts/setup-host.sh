@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tessera needs on a Debian 12 host, and nothing
 # that is already there: QEMU 10 (bookworm-backports), dtc, the pinned Rust toolchain
-# and its aarch64 target. Idempotent; safe to run on every `cargo xtask run`.
+# and its aarch64 target, cargo-fuzz. Idempotent; safe to run on every `cargo xtask run`.
 set -euo pipefail
 
 SUDO=""
@@ -56,6 +56,12 @@ if command -v rustup >/dev/null 2>&1; then
         rustup target list --installed | grep -qx "$target" || rustup target add "$target"
     done
     rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools
+fi
+
+# cargo-fuzz, for scripts/fuzz.sh (from crates.io; it runs on the pinned stable toolchain with
+# RUSTC_BOOTSTRAP=1). Built once, then found on PATH.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
 fi
 
 # The default demo runs Debian's arm64 kernel with a busybox initramfs (fetched from the

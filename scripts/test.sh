@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every Tessera test: host unit tests, the firmware builds, lints, and the HIL tests
+# Runs every Tessera test: host unit tests, the firmware builds, lints, a short fuzz run, and the HIL tests
 # that boot images under QEMU. Installs what is missing first. This is the README's test
 # command and what CI runs.
 set -euo pipefail
@@ -20,6 +20,9 @@ cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-v
     -p tessera-arch -p tessera-drivers -p tessera-core -p tessera-vdev -p tessera-config -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -p tessera-guest-attack -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-linux-udp-echo -- -D warnings
+
+echo "== fuzz (every target a few seconds, from the committed seeds)" >&2
+bash scripts/fuzz.sh 5
 
 echo "== tests (host unit tests, then HIL tests under QEMU)" >&2
 cargo test --workspace

@@ -19,7 +19,7 @@ mod validate;
 pub use addr::{MemRange, PAGE_SIZE};
 pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDesc, UartKind};
 pub use error::ConfigError;
-pub use validate::{MAX_VM_SPIS, validate};
+pub use validate::{MAX_VM_SPIS, MAX_VMS, validate};
 pub use sched::{CpuPool, MAX_PERIOD_US, MAX_VCPUS_PER_CPU, MIN_PERIOD_US, RtdsParams, Scheduler};
 
 /// The whole system: which board, where the hypervisor lives, and the VMs.

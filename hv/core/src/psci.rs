@@ -638,5 +638,32 @@ mod tests {
                 _ => {}
             }
         }
+
+        /// `x0[63:32]`, and for an SMC32 call `x1..x3[63:32]`, never change the outcome; an
+        /// SMC32 CPU_ON starts at a 32-bit entry with a 32-bit context (fuzz/src/psci.rs
+        /// checks the same under libFuzzer).
+        #[test]
+        fn ignored_bits_are_ignored(
+            function in proptest::sample::select(IMPLEMENTED.to_vec()),
+            high: [u32; 4],
+            x1: u64,
+            entry in 0x4000_0000u64..0x8000_0000,
+            x3: u64,
+        ) {
+            let x2 = entry & !3;
+            let outcome = handle(SmcccCall { x: [u64::from(function), x1, x2, x3] }, &FakeVm);
+            let mut noisy = [u64::from(function) | (u64::from(high[0]) << 32), x1, x2, x3];
+            if !is_smc64(function) {
+                for (x, h) in noisy[1..].iter_mut().zip(&high[1..]) {
+                    *x ^= u64::from(*h) << 32;
+                }
+            }
+            prop_assert_eq!(handle(SmcccCall { x: noisy }, &FakeVm), outcome);
+            if let Outcome::CpuOn { entry, context, .. } = outcome
+                && function == id::CPU_ON_32
+            {
+                prop_assert!(entry <= u64::from(u32::MAX) && context <= u64::from(u32::MAX));
+            }
+        }
     }
 }

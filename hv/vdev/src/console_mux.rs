@@ -1046,4 +1046,142 @@ mod tests {
             .unwrap();
         assert_eq!(rig.take(), "");
     }
+
+    mod properties {
+        //! Random keystrokes, guest output, `[hv]` lines, refills and resets: every host byte
+        //! goes where the switch sequence says (checked against a reference), each VM gets
+        //! its bytes in order, and the wire stays a sequence of tagged `\r\n` lines
+        //! (fuzz/src/console_mux.rs checks the same under libFuzzer).
+        use std::collections::VecDeque;
+        use std::vec::Vec;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Key(u8),
+            Guest(usize, Vec<u8>),
+            Hv(Vec<u8>),
+            Refill(usize, usize),
+            Reset(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let byte = prop_oneof![Just(ESCAPE), proptest::sample::select(b"123459n\rx\n".to_vec()), any::<u8>()];
+            prop_oneof![
+                4 => byte.clone().prop_map(Op::Key),
+                3 => (0usize..4, proptest::collection::vec(byte.clone(), 0..200)).prop_map(|(v, b)| Op::Guest(v, b)),
+                1 => proptest::collection::vec(byte, 0..20).prop_map(Op::Hv),
+                2 => (0usize..4, 0usize..300).prop_map(|(v, n)| Op::Refill(v, n)),
+                1 => (0usize..4).prop_map(Op::Reset),
+            ]
+        }
+
+        /// The switch sequence of the module docs, for three VMs.
+        fn expected(focus: &mut usize, escape: &mut bool, queues: &mut [VecDeque<u8>; 3], byte: u8) -> Input {
+            let mut deliver = |vm: usize, byte: u8| {
+                if queues[vm].len() < INPUT_QUEUE_CAPACITY {
+                    queues[vm].push_back(byte);
+                    Input::ToVm { vm, byte }
+                } else {
+                    Input::Dropped { vm, byte }
+                }
+            };
+            if !*escape {
+                if byte == ESCAPE {
+                    *escape = true;
+                    return Input::Consumed;
+                }
+                return deliver(*focus, byte);
+            }
+            *escape = false;
+            match byte {
+                ESCAPE => deliver(*focus, ESCAPE),
+                b'1'..=b'3' => {
+                    *focus = usize::from(byte - b'1');
+                    Input::Switched { vm: *focus }
+                }
+                b'n' => {
+                    *focus = (*focus + 1) % 3;
+                    Input::Switched { vm: *focus }
+                }
+                _ => Input::Consumed,
+            }
+        }
+
+        fn tagged(line: &[u8]) -> bool {
+            ["alpha", "beta", "gamma", HV_TAG, MUX_TAG].iter().any(|tag| line.starts_with(format!("[{tag}] ").as_bytes()))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn input_goes_where_the_sequence_says_and_output_stays_tagged(ops in proptest::collection::vec(op(), 1..120)) {
+                let mut rig = Rig::new();
+                let (mut focus, mut escape, mut queues) = (0, false, <[VecDeque<u8>; 3]>::default());
+                for op in ops {
+                    let mut out = |s: &[u8]| rig.wire.extend_from_slice(s);
+                    match op {
+                        Op::Key(byte) => {
+                            let want = expected(&mut focus, &mut escape, &mut queues, byte);
+                            prop_assert_eq!(rig.mux.host_input(byte, &mut out), want);
+                        }
+                        Op::Guest(vm, bytes) => {
+                            for byte in bytes {
+                                prop_assert_eq!(rig.mux.guest_output(vm, byte, &mut out).is_ok(), vm < 3);
+                            }
+                        }
+                        Op::Hv(text) => rig.mux.hv_line(&text, &mut out),
+                        Op::Refill(vm, mut room) => {
+                            let mut taken = Vec::new();
+                            let moved = rig.mux.refill_input(vm, |b| {
+                                if room == 0 { return false; }
+                                room -= 1;
+                                taken.push(b);
+                                true
+                            });
+                            prop_assert_eq!(moved, taken.len());
+                            let want: Vec<u8> = if vm < 3 { queues[vm].drain(..moved).collect() } else { Vec::new() };
+                            prop_assert_eq!(taken, want);
+                        }
+                        Op::Reset(vm) => {
+                            prop_assert_eq!(rig.mux.reset_vm(vm, &mut out).is_ok(), vm < 3);
+                            if vm < 3 { queues[vm].clear(); }
+                        }
+                    }
+                    prop_assert_eq!(rig.mux.focused(), focus);
+                    for (vm, queue) in queues.iter().enumerate() {
+                        prop_assert_eq!(rig.mux.input_space(vm), INPUT_QUEUE_CAPACITY - queue.len());
+                    }
+                }
+                // The wire: `\n` only in `\r\n`; every whole line and the open one tagged.
+                let wire = &rig.wire;
+                for (i, pair) in wire.windows(2).enumerate() {
+                    prop_assert!(pair[1] != b'\n' || pair[0] == b'\r', "bare \\n at {}", i + 1);
+                }
+                prop_assert!(wire.first() != Some(&b'\n'));
+                let text = wire.clone();
+                let mut pieces: Vec<&[u8]> = Vec::new();
+                let mut start = 0;
+                let mut i = 0;
+                while i + 1 < text.len() {
+                    if text[i] == b'\r' && text[i + 1] == b'\n' {
+                        pieces.push(&text[start..i]);
+                        start = i + 2;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+                let open = &text[start..];
+                for line in pieces {
+                    prop_assert!(tagged(line), "untagged line {:?}", String::from_utf8_lossy(line));
+                }
+                prop_assert!(open.is_empty() || tagged(open), "untagged open line {:?}", String::from_utf8_lossy(open));
+            }
+        }
+    }
 }

@@ -702,4 +702,101 @@ mod tests {
         uart.mmio_write(offset::UARTDR, Width::Byte, u64::from(b'y')).unwrap();
         assert!(!uart.is_plain_tx(offset::UARTDR, Width::Byte));
     }
+
+    mod properties {
+        //! Random guests and hosts: the FIFOs keep their bounds and order, the flags and the
+        //! interrupt line follow the FIFO levels, reads are masked to their width, and an
+        //! offset past the frame is always refused (fuzz/src/sbsa_uart.rs checks the same
+        //! against a full reference model).
+        use std::collections::VecDeque;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Read(u64, Width),
+            Write(u64, Width, u64),
+            Push(u8),
+            Drain,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let offset = prop_oneof![
+                proptest::sample::select(vec![0x000u64, 0x004, 0x018, 0x038, 0x03C, 0x040, 0x044, 0xFE0, 0xFFC]),
+                0u64..0x1100,
+                any::<u64>(),
+            ];
+            let width = proptest::sample::select(ALL_WIDTHS.to_vec());
+            prop_oneof![
+                (offset.clone(), width.clone()).prop_map(|(o, w)| Op::Read(o, w)),
+                (offset, width, any::<u64>()).prop_map(|(o, w, v)| Op::Write(o, w, v)),
+                // Mostly UARTDR writes and host bytes, to fill the FIFOs.
+                any::<u8>().prop_map(|b| Op::Write(offset::UARTDR, Width::Byte, u64::from(b))),
+                any::<u8>().prop_map(Op::Push),
+                Just(Op::Drain),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn fifos_flags_and_line_stay_consistent(ops in proptest::collection::vec(op(), 1..200)) {
+                let mut uart = SbsaUart::new();
+                let mut sent = VecDeque::new(); // UARTDR bytes that fit, not yet drained
+                let mut rx = 0usize;
+                let mut dropped = 0u32;
+                for op in ops {
+                    match op {
+                        Op::Read(offset, width) => match uart.mmio_read(offset, width) {
+                            Ok(value) => {
+                                prop_assert!(offset < FRAME_SIZE);
+                                prop_assert_eq!(value & !width.mask(), 0);
+                                if offset == offset::UARTDR && rx > 0 {
+                                    rx -= 1;
+                                }
+                            }
+                            Err(MmioError::OutsideFrame { .. }) => prop_assert!(offset >= FRAME_SIZE),
+                            Err(_) => prop_assert!(offset < FRAME_SIZE),
+                        },
+                        Op::Write(offset, width, value) => {
+                            let accepted = uart.mmio_write(offset, width, value).is_ok();
+                            prop_assert!(!accepted || offset < FRAME_SIZE);
+                            if accepted && offset == offset::UARTDR {
+                                if sent.len() < FIFO_DEPTH {
+                                    sent.push_back(value as u8);
+                                } else {
+                                    dropped += 1;
+                                }
+                            }
+                        }
+                        Op::Push(byte) => {
+                            prop_assert_eq!(uart.push_rx(byte).is_ok(), rx < FIFO_DEPTH);
+                            rx = (rx + 1).min(FIFO_DEPTH);
+                        }
+                        Op::Drain => {
+                            let mut out = Vec::new();
+                            uart.drain_tx(|b| out.push(b));
+                            prop_assert_eq!(out, sent.drain(..).collect::<Vec<_>>());
+                        }
+                    }
+                    prop_assert_eq!(uart.tx_len(), sent.len());
+                    prop_assert_eq!(uart.rx_space(), FIFO_DEPTH - rx);
+                    prop_assert_eq!(uart.tx_dropped(), dropped);
+                    let fr = uart.mmio_read(offset::UARTFR, Width::Word).unwrap() as u32;
+                    prop_assert_eq!(fr & flag::RXFE != 0, rx == 0);
+                    prop_assert_eq!(fr & flag::RXFF != 0, rx == FIFO_DEPTH);
+                    prop_assert_eq!(fr & flag::TXFE != 0, sent.is_empty());
+                    prop_assert_eq!(fr & flag::TXFF != 0, sent.len() == FIFO_DEPTH);
+                    let ris = uart.mmio_read(offset::UARTRIS, Width::Word).unwrap();
+                    let imsc = uart.mmio_read(offset::UARTIMSC, Width::Word).unwrap();
+                    let mis = uart.mmio_read(offset::UARTMIS, Width::Word).unwrap();
+                    prop_assert_eq!(mis, ris & imsc);
+                    prop_assert_eq!(uart.irq_level(), mis != 0);
+                }
+            }
+        }
+    }
 }

@@ -143,6 +143,19 @@ fn find_phandle(node: &Node, phandle: u32) -> Option<&Node> {
     node.children.iter().find_map(|c| find_phandle(c, phandle))
 }
 
+/// `#address-cells`/`#size-cells` of `parent`: `default` when absent; an error when present
+/// but not one cell (a malformed count must not silently become the default).
+fn cell_count(parent: &Node, name: &str, default: u32) -> Result<u32, String> {
+    match prop(parent, name) {
+        None => Ok(default),
+        Some(&[a, b, c, d]) => Ok(u32::from_be_bytes([a, b, c, d])),
+        Some(value) => {
+            let node = if parent.name.is_empty() { "/" } else { parent.name.as_str() };
+            Err(format!("`{name}` of `{node}` is {} bytes, not one cell", value.len()))
+        }
+    }
+}
+
 /// The board's `reg` windows of the node at the end of `chain`, as host-physical (base, size).
 fn reg_windows(vm: &str, path: &str, chain: &[&Node]) -> Result<Vec<(u64, u64)>> {
     let bad = |why: String| Error::BadDevice { node: vm.into(), device: path.into(), reason: why };
@@ -153,8 +166,8 @@ fn reg_windows(vm: &str, path: &str, chain: &[&Node]) -> Result<Vec<(u64, u64)>>
             return Err(bad(format!("its parent `{}` does not map addresses 1:1 (`ranges;`)", ancestor.name)));
         }
     }
-    let address_cells = prop_u32(parent, "#address-cells").unwrap_or(2) as usize;
-    let size_cells = prop_u32(parent, "#size-cells").unwrap_or(1) as usize;
+    let address_cells = cell_count(parent, "#address-cells", 2).map_err(&bad)? as usize;
+    let size_cells = cell_count(parent, "#size-cells", 1).map_err(&bad)? as usize;
     let reg = prop(node, "reg").ok_or_else(|| bad("it has no `reg`".into()))?;
     let reg = cells(reg);
     let stride = address_cells + size_cells;
@@ -175,12 +188,13 @@ fn spis(root: &Node, vm: &str, path: &str, chain: &[&Node]) -> Result<Vec<u32>> 
         return Err(bad("`interrupts-extended` is not supported".into()));
     }
     let Some(interrupts) = prop(node, "interrupts") else { return Ok(Vec::new()) };
-    let parent = chain
+    let phandle = chain
         .iter()
         .rev()
         .find_map(|n| prop_u32(n, "interrupt-parent"))
-        .and_then(|phandle| find_phandle(root, phandle))
         .ok_or_else(|| bad("it has `interrupts` but no interrupt parent".into()))?;
+    let parent = find_phandle(root, phandle)
+        .ok_or_else(|| bad(format!("its `interrupt-parent` <{phandle:#x}> names no node (a dangling phandle)")))?;
     let is_gic_v3 = prop(parent, "compatible").is_some_and(|c| strings(c).iter().any(|s| s == "arm,gic-v3"));
     if !is_gic_v3 || prop_u32(parent, "#interrupt-cells") != Some(3) {
         return Err(bad(format!("its interrupt parent `{}` is not a GICv3 with 3 interrupt cells", parent.name)));

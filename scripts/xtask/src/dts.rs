@@ -227,6 +227,13 @@ fn parse_pools(node: &Node) -> Result<Vec<PoolDesc>> {
 
 fn parse_vms(node: &Node, base_dir: &Path) -> Result<Vec<VmDesc>> {
     Props::new(node, "/vms".into()).finish()?;
+    // Counted before any VM is parsed: an absurd count is refused at once.
+    if node.children.len() > tessera_config::MAX_VMS {
+        return Err(Error::TooManyVms {
+            count: node.children.len(),
+            max: tessera_config::MAX_VMS,
+        });
+    }
     node.children
         .iter()
         .map(|vm| parse_vm(vm, base_dir))

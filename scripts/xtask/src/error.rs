@@ -110,6 +110,10 @@ pub enum Error {
     DmaNeedsIdentityRam { node: String, ipa: u64, pa: u64 },
     /// The system names a board this tool does not know.
     UnknownBoard { board: String, known: &'static str },
+    /// More VMs than VMIDs, refused before any per-VM work.
+    TooManyVms { count: usize, max: usize },
+    /// A VM lists more CPUs than the board has, refused before any per-VM work.
+    TooManyCpus { node: String, count: usize, board_cpus: usize },
     /// The validator shared with the hypervisor rejected the system.
     Invalid { message: String },
     /// Building a guest with cargo failed.
@@ -261,6 +265,12 @@ impl fmt::Display for Error {
                     f,
                     "/: board = \"{board}\" is not a board this tool knows ({known})"
                 )
+            }
+            Self::TooManyVms { count, max } => {
+                write!(f, "/vms: {count} VMs, but at most {max} fit in 8-bit VMIDs")
+            }
+            Self::TooManyCpus { node, count, board_cpus } => {
+                write!(f, "{node}: {count} CPUs, but the board has {board_cpus}")
             }
             Self::Invalid { message } => f.write_str(message),
             Self::GuestBuild {

@@ -22,4 +22,4 @@ pub mod qemu;
 pub mod tables;
 
 pub use error::{Error, Result};
-pub use pipeline::{Built, Workspace, build, check};
+pub use pipeline::{Built, Workspace, build, check, check_blob};

@@ -113,8 +113,32 @@ pub fn check(ws: &Workspace, dts: &Path) -> Result<Plan> {
 }
 
 fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Result<Plan> {
+    place_and_validate(
+        board,
+        desc,
+        || devices::load_board(board.name),
+        |vm| Ok((load_image(ws, vm)?, load_initrd(vm)?)),
+    )
+}
+
+/// Resolves devices, places and validates `desc`. `board_tree` is asked for the board's device
+/// tree only if some VM passes a board device through; `files` gives each VM's image and initrd.
+fn place_and_validate(
+    board: &Board<'_>,
+    desc: &SystemDesc,
+    board_tree: impl FnOnce() -> Result<dts::fdt::Node>,
+    mut files: impl FnMut(&dts::VmDesc) -> Result<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<Plan> {
+    // Counts first: placing builds a device tree per VM and per CPU, so an absurd count
+    // (10^6 VMs) would otherwise take minutes before the validator refused it.
+    if desc.vms.len() > tessera_config::MAX_VMS {
+        return Err(Error::TooManyVms { count: desc.vms.len(), max: tessera_config::MAX_VMS });
+    }
+    if let Some(vm) = desc.vms.iter().find(|vm| vm.cpus.len() > board.cpus.len()) {
+        return Err(Error::TooManyCpus { node: vm.node.clone(), count: vm.cpus.len(), board_cpus: board.cpus.len() });
+    }
     let board_tree = if desc.vms.iter().any(|vm| !vm.devices.is_empty()) {
-        Some(devices::load_board(board.name)?)
+        Some(board_tree()?)
     } else {
         None
     };
@@ -122,9 +146,10 @@ fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Re
         .vms
         .iter()
         .map(|vm| {
+            let (image, initrd) = files(vm)?;
             Ok(layout::VmFiles {
-                image: load_image(ws, vm)?,
-                initrd: load_initrd(vm)?,
+                image,
+                initrd,
                 devices: match &board_tree {
                     Some(tree) => devices::resolve(tree, vm)?,
                     None => devices::resolve(&dts::fdt::Node::default(), vm)?,
@@ -135,6 +160,25 @@ fn plan_and_validate(ws: &Workspace, board: &Board<'_>, desc: &SystemDesc) -> Re
     let plan = layout::plan(board, desc, images)?;
     plan.validate(board)?;
     Ok(plan)
+}
+
+/// Parses and validates a compiled system description (a DTB) with no `dtc`, `cargo` or file
+/// system: the same path as [`check`] after `dtc`, for the fuzzer and the malformed-input tests.
+/// Every VM's image is `image` (whether it names `guest` or `image`), and a VM that names an
+/// `initrd` gets `initrd`. `board_dtb` stands in for the board's device tree
+/// (`platforms/<board>/board.dts`, compiled with `dtc` when `None`).
+pub fn check_blob(blob: &[u8], board_dtb: Option<&[u8]>, image: &[u8], initrd: &[u8]) -> Result<Plan> {
+    let desc = dts::parse(blob, Path::new("/"))?;
+    let board = board(&desc.board)?;
+    place_and_validate(
+        board,
+        &desc,
+        || match board_dtb {
+            Some(blob) => dts::fdt::read(blob),
+            None => devices::load_board(board.name),
+        },
+        |vm| Ok((image.to_vec(), vm.initrd.as_ref().map(|_| initrd.to_vec()))),
+    )
 }
 
 fn load_image(ws: &Workspace, vm: &dts::VmDesc) -> Result<Vec<u8>> {
