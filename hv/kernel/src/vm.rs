@@ -20,8 +20,9 @@ pub enum VmState {
     Restarting,
 }
 
-const STATE_RUNNING: u8 = 0;
-const STATE_STOPPED: u8 = 1;
+const STATE_RUNNING: u8 = 1;
+/// Zero, so that `VMS` starts in BSS and costs no image bytes.
+const STATE_STOPPED: u8 = 0;
 const STATE_RESTARTING: u8 = 2;
 
 const POWER_OFF: u8 = 0;
