@@ -42,8 +42,17 @@ pub fn invalidate_guest_tlbs_all() {
     unsafe { core::arch::asm!("dsb ishst", "tlbi alle1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
+/// Makes a stage-2 descriptor this CPU just wrote (invalid to valid, which needs no TLB
+/// maintenance) visible to every CPU's table walks before the guest is re-entered.
+#[cfg(target_arch = "aarch64")]
+pub fn publish_stage2_update() {
+    // SAFETY: barriers only.
+    unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+}
+
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
+    pub fn publish_stage2_update() {}
     pub fn clean_dcache_range(_start: u64, _len: u64) {}
     pub fn invalidate_icache_all() {}
     pub fn invalidate_el2_tlb() {}

@@ -58,13 +58,61 @@ fn zva_block() -> Option<u64> {
     (dczid & (1 << 4) == 0).then(|| 4u64 << (dczid & 0xf))
 }
 
+/// Bytes per iteration of the unrolled zero-and-clean loop: eight 64-byte blocks.
+const ZERO_CHUNK: u64 = 512;
+
 /// Zeroes `len` bytes at physical address `pa` and cleans them to the point of coherency.
-/// Whole aligned blocks are zeroed with `DC ZVA` (one instruction per cache block), the
-/// edges byte by byte.
+/// Where `DC ZVA` zeroes 64-byte blocks (the cache line `clean_dcache_range` assumes), the
+/// 512-byte-aligned middle is zeroed and cleaned line by line in one unrolled loop (three
+/// instructions per line: this is what a VM's start costs, `first_guest_insn_ms`); the
+/// edges, and every range on a CPU with another block size, take the general path.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub fn zero(pa: u64, len: u64) -> Result<(), PhysError> {
     check(pa, len, hypervisor_range())?;
     let end = pa + len; // cannot wrap: checked above
+    let first = pa.next_multiple_of(ZERO_CHUNK);
+    let last = end - end % ZERO_CHUNK;
+    if zva_block() != Some(64) || first >= last {
+        zero_general(pa, end);
+        return Ok(());
+    }
+    let mut at = first;
+    // SAFETY: `[first, last)` lies inside the checked range (RAM mapped at EL2, not the
+    // hypervisor's own memory) and is a whole number of 512-byte chunks; each DC ZVA writes
+    // zeros to the 64-byte block at `at` and nowhere else, DC CVAC only cleans that line.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "dc zva, {at}", "dc cvac, {at}", "add {at}, {at}, #64",
+            "cmp {at}, {last}",
+            "b.lo 2b",
+            "dsb sy",
+            at = inout(reg) at,
+            last = in(reg) last,
+            options(nostack),
+        );
+    }
+    let _ = at;
+    zero_general(pa, first);
+    zero_general(last, end);
+    Ok(())
+}
+
+/// Zeroes `[pa, end)` (checked by the caller) and cleans it to the point of coherency: whole
+/// aligned blocks with `DC ZVA`, the edges byte by byte.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+fn zero_general(pa: u64, end: u64) {
+    if pa >= end {
+        return;
+    }
+    let len = end - pa;
     let (mut head_end, mut tail_start) = (end, end);
     if let Some(block) = zva_block() {
         let first = pa.next_multiple_of(block);
@@ -87,7 +135,6 @@ pub fn zero(pa: u64, len: u64) -> Result<(), PhysError> {
         core::ptr::write_bytes(tail_start as *mut u8, 0, (end - tail_start) as usize);
     }
     crate::cache::clean_dcache_range(pa, len);
-    Ok(())
 }
 
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]

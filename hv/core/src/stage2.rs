@@ -454,6 +454,55 @@ impl<'t> Stage2<'t> {
     }
 }
 
+/// Demand-populated RAM: a 2 MiB block that [`Stage2::map`] wrote can be *parked*: its
+/// descriptor keeps the output address and attributes with the valid bit clear, so the
+/// guest's first access takes a stage-2 translation fault (the hypervisor scrubs the block
+/// then, and unparks it). An invalid descriptor is never cached in a TLB (DDI 0487 D8.16),
+/// so unparking needs no TLB maintenance; parking a live block does (the caller's concern).
+///
+/// `tables` are one VM's tables as [`Stage2`] built them (root first), `tables[0]` at
+/// physical `pool_pa`. Returns the block's PA and whether it was parked before, or `None`
+/// when `ipa` is not in a 2 MiB block (unmapped, page-mapped, or outside the tables).
+pub fn set_block_parked(tables: &mut [Table], pool_pa: u64, ipa: u64, parked: bool) -> Option<(u64, bool)> {
+    let (t2, l2) = block_slot(tables, pool_pa, ipa)?;
+    let slot = &mut tables[t2].0[l2];
+    let desc = *slot;
+    *slot = if parked { desc & !DESC_VALID } else { desc | DESC_VALID };
+    Some((desc & DESC_ADDR_MASK, !is_valid(desc)))
+}
+
+/// Like [`set_block_parked`], without changing anything: the block's PA and whether it is
+/// parked.
+pub fn block_parked(tables: &[Table], pool_pa: u64, ipa: u64) -> Option<(u64, bool)> {
+    let (t2, l2) = block_slot(tables, pool_pa, ipa)?;
+    let desc = tables[t2].0[l2];
+    Some((desc & DESC_ADDR_MASK, !is_valid(desc)))
+}
+
+/// Where the level-2 block descriptor (valid or parked) for `ipa` is: (table, index), both
+/// in range of `tables`.
+fn block_slot(tables: &[Table], pool_pa: u64, ipa: u64) -> Option<(usize, usize)> {
+    if ipa >= IPA_LIMIT {
+        return None;
+    }
+    let table_index = |desc: u64| -> Option<usize> {
+        if !is_table(desc) {
+            return None;
+        }
+        let offset = (desc & DESC_ADDR_MASK).checked_sub(pool_pa)?;
+        usize::try_from(offset / PAGE_SIZE).ok()
+    };
+    let l1 = *tables.first()?.0.get(index(ipa, LEVEL1_SHIFT))?;
+    let t2 = table_index(l1)?;
+    let l2 = index(ipa, LEVEL2_SHIFT);
+    let desc = *tables.get(t2)?.0.get(l2)?;
+    // A block (valid or parked) has bit 1 clear and its attributes (AF at least) set.
+    if desc & DESC_TABLE_OR_PAGE != 0 || desc == 0 {
+        return None;
+    }
+    Some((t2, l2))
+}
+
 // VTCR_EL2 fields (DDI 0487, `VTCR_EL2`).
 const VTCR_T0SZ: u64 = 64 - IPA_BITS as u64; // [5:0]
 const VTCR_SL0_LEVEL1: u64 = 0b01 << 6; // [7:6]: with TG0 = 4K, 0b01 starts at level 1
@@ -510,6 +559,38 @@ mod tests {
 
     fn pool(n: usize) -> Vec<Table> {
         vec![Table::ZERO; n]
+    }
+
+    #[test]
+    fn blocks_park_and_unpark() {
+        let mut tables = pool(4);
+        let mut s2 = Stage2::new(&mut tables, POOL_PA).unwrap();
+        // 4 MiB of blocks at IPA 1 GiB, then 8 KiB of pages right after.
+        s2.map(0x4000_0000, 0x8000_0000, 4 * MIB, S2Attrs::NormalRwx).unwrap();
+        s2.map(0x4040_0000, 0x9000_0000, 0x2000, S2Attrs::NormalRwx).unwrap();
+        let second = 0x4020_0000 + 0x1234;
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, second, true), Some((0x8020_0000, false)));
+        // Parked: the walk fails (the guest faults), the other block still translates.
+        let s2 = Stage2 { pool: &mut tables, pool_pa: POOL_PA, used: 3 };
+        assert_eq!(s2.translate(second), None);
+        assert_eq!(s2.translate(0x4000_0010), Some((0x8000_0010, S2Attrs::NormalRwx)));
+        assert_eq!(block_parked(&tables, POOL_PA, second), Some((0x8020_0000, true)));
+        assert_eq!(block_parked(&tables, POOL_PA, 0x4000_0000), Some((0x8000_0000, false)));
+        assert_eq!(block_parked(&tables, POOL_PA, 0x4040_0000), None);
+        // Parking twice reports it; unparking restores the same translation.
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, second, true), Some((0x8020_0000, true)));
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, second, false), Some((0x8020_0000, true)));
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, second, false), Some((0x8020_0000, false)));
+        let s2 = Stage2 { pool: &mut tables, pool_pa: POOL_PA, used: 3 };
+        assert_eq!(s2.translate(second), Some((0x8020_1234, S2Attrs::NormalRwx)));
+        // Pages, unmapped IPAs and IPAs past the space are not blocks.
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, 0x4040_0000, true), None);
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, 0x4060_0000, true), None);
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, 0x8000_0000, true), None);
+        assert_eq!(set_block_parked(&mut tables, POOL_PA, IPA_LIMIT, true), None);
+        // Tables from another pool address are not followed.
+        assert_eq!(set_block_parked(&mut tables, POOL_PA + 0x10_0000, second, true), None);
+        assert_eq!(set_block_parked(&mut [], POOL_PA, second, true), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Lock order (take left before right, never the reverse):
 //! `VmRuntime::uart` → `console::CONSOLE`; `VmRuntime::uart` → `vgic::VGICS[vm]` → `vgic::GICD`.
-//! `CONSOLE` and a vGIC are never held together. The `defmt` logger's critical section is
+//! `CONSOLE` and a vGIC are never held together. `run::STAGE2_POOL` (taken by `scrub`) is
+//! held alone. The `defmt` logger's critical section is
 //! innermost.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ mod console;
 #[cfg(feature = "rtds")]
 mod rtds;
 mod run;
+mod scrub;
 mod vgic;
 mod vm;
 mod watchdog;

@@ -18,7 +18,7 @@ use crate::{console, vgic, watchdog, Platform, KICK_SGI};
 /// Stage-2 tables for every VM, handed out at boot. With 2 MiB blocks a VM needs a root
 /// table, one table per GiB of IPA space it uses, and one per unaligned 2 MiB piece.
 const STAGE2_TABLES: usize = 64;
-static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([const { Table([0; 512]) }; STAGE2_TABLES]);
+pub(crate) static STAGE2_POOL: spin::Mutex<[Table; STAGE2_TABLES]> = spin::Mutex::new([const { Table([0; 512]) }; STAGE2_TABLES]);
 
 /// ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12, CRm 11, op2 5; IHI 0069 12.2.22): EL1 writes trap
 /// to EL2 while HCR_EL2.IMO is set.
@@ -33,8 +33,9 @@ const CNTPCT_EL0: u16 = exit::sysreg_encoding(3, 3, 14, 0, 1);
 /// stuck, and the VM is stopped instead.
 const LEAVE_GUEST_TIMEOUT_MS: u64 = 1000;
 
-/// The primary CPU after the MMU is on: checks placement, programs the GIC, builds and loads
-/// every VM, starts the other CPUs, then becomes CPU 0's run loop.
+/// The primary CPU after the MMU is on: checks placement, programs the GIC, builds every VM's
+/// stage 2, starts the other CPUs, then becomes CPU 0's run loop. Each VM is scrubbed and
+/// loaded by its own boot CPU (`boot_load`), all VMs in parallel.
 pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
     let system = platform.system;
     let image = MemRange::new(boot.load_base, boot.image_end.saturating_sub(boot.load_base));
@@ -85,9 +86,11 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         let pool_pa = tables.as_ptr() as u64;
         match build_stage2(vm, tables, pool_pa, &own_memory) {
             Ok((vttbr, used)) => {
+                crate::scrub::record_tables(index, next_table, used);
                 next_table += used;
                 VMS[index].vttbr.store(vttbr, Ordering::Release);
-                start_vm(platform, index);
+                // Loading: not stopped (no power-off while it loads), not yet running.
+                VMS[index].transition(VmState::Restarting);
             }
             Err(reason) => defmt::error!("VM {=str}: stage 2 not built ({=str}); it will not run", vm.name, reason),
         }
@@ -107,10 +110,12 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         }
         if cpu >= tessera_arch::MAX_CPUS {
             defmt::warn!("CPU {=usize} not started: this build supports {=usize} CPUs", cpu, tessera_arch::MAX_CPUS);
+            abandon_boot_loads(system, cpu);
             continue;
         }
         let status = tessera_arch::smccc::cpu_on(conduit(platform), desc.mpidr, cpu);
         if status != 0 {
+            abandon_boot_loads(system, cpu);
             let used_by = system.vms.iter().find(|vm| vm.cpus.contains(&(cpu as u32)));
             match used_by {
                 Some(vm) => defmt::error!("CPU {=usize} did not start (PSCI {=i64}); VM {=str} cannot run on it", cpu, status, vm.name),
@@ -119,6 +124,26 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         }
     }
     cpu_main(platform, boot_cpu)
+}
+
+/// A VM whose boot CPU is `cpu`, which did not start, will never be loaded: it is stopped.
+fn abandon_boot_loads(system: &tessera_config::System<'_>, cpu: usize) {
+    for (index, vm) in system.vms.iter().enumerate() {
+        if vm.cpus.first() == Some(&(cpu as u32)) && VMS[index].state() == VmState::Restarting {
+            VMS[index].transition(VmState::Stopped);
+        }
+    }
+}
+
+/// At boot, the VM whose boot CPU (its first) this is: scrub and load it here, so that every
+/// VM's RAM is scrubbed by its own CPU, in parallel with the others (`first_guest_insn_ms`).
+fn boot_load(platform: &Platform, cpu: usize) {
+    let system = platform.system;
+    for (index, vm) in system.vms.iter().enumerate() {
+        if vm.cpus.first() == Some(&(cpu as u32)) && VMS[index].state() == VmState::Restarting {
+            start_vm(platform, index);
+        }
+    }
 }
 
 fn conduit(platform: &Platform) -> tessera_arch::smccc::Conduit {
@@ -166,12 +191,10 @@ fn ipa_to_pa(vm: &Vm<'_>, ipa: u64, len: u64) -> Option<u64> {
         .map(|region| region.pa + (ipa - region.ipa))
 }
 
-/// Scrubs the VM's RAM and copies its image, DTB and initrd from the pristine copies in the
-/// image.
-fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
-    for region in vm.memory {
-        tessera_arch::phys::zero(region.pa, region.size).map_err(|_| "RAM refused")?;
-    }
+/// Scrubs the VM's RAM (what it is loaded into now, the rest on first touch: `scrub`) and
+/// copies its image, DTB and initrd from the pristine copies in the image.
+fn load_vm(index: usize, vm: &Vm<'_>) -> Result<(), &'static str> {
+    crate::scrub::scrub_for_load(index, vm)?;
     let image_pa = ipa_to_pa(vm, vm.image.load_ipa, vm.image.bytes.len() as u64).ok_or("image outside RAM")?;
     tessera_arch::phys::copy_to(image_pa, vm.image.bytes).map_err(|_| "image refused")?;
     let dtb_pa = ipa_to_pa(vm, vm.dtb_ipa, vm.dtb.len() as u64).ok_or("DTB outside RAM")?;
@@ -188,12 +211,14 @@ fn load_vm(vm: &Vm<'_>) -> Result<(), &'static str> {
 fn start_vm(platform: &Platform, index: usize) {
     let vm = &platform.system.vms[index];
     let runtime = &VMS[index];
-    if let Err(reason) = load_vm(vm) {
+    if let Err(reason) = load_vm(index, vm) {
         defmt::error!("VM {=str}: not loaded ({=str})", vm.name, reason);
+        runtime.transition(VmState::Stopped);
         return;
     }
     runtime.uart.lock().reset();
     if !crate::vgic::init(platform, index) {
+        runtime.transition(VmState::Stopped);
         return;
     }
     runtime.cntvoff.store(tessera_arch::cpu::counter(), Ordering::Release);
@@ -349,6 +374,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     if cpu == 0 {
         console::enable_input(platform, mpidr);
     }
+    boot_load(platform, cpu);
     let assignment = platform.system.vms.iter().enumerate().find_map(|(vm_index, vm)| {
         vm.cpus.iter().position(|&c| c as usize == cpu).map(|vcpu_index| (vm_index, vcpu_index))
     });
@@ -541,7 +567,13 @@ fn spi_owner(platform: &Platform, intid: u32) -> Option<usize> {
 pub(crate) fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
     match exit::decode(regs.esr, regs.far, regs.hpfar) {
-        Exit::DataAbort(abort) => data_abort(platform, vm_index, vcpu_index, regs, &abort),
+        // RAM not touched since the VM was loaded: scrubbed now, and the fetch retried.
+        Exit::InstructionAbort { ipa, external: false, .. } if crate::scrub::on_stage2_fault(vm_index, vm, ipa) => {}
+        Exit::DataAbort(abort) => {
+            if !console_store_fast(vm, vm_index, regs, &abort) {
+                data_abort(platform, vm_index, vcpu_index, regs, &abort);
+            }
+        }
         Exit::Hvc { .. } => smccc(platform, vm_index, vcpu_index, regs),
         Exit::Smc { .. } => {
             // A trapped SMC leaves ELR at the SMC itself (DDI 0487 D1.10.4).
@@ -612,6 +644,7 @@ fn complete_access(regs: &mut GuestRegs, access: &MmioAccess, read: Option<u64>)
     regs.elr = regs.elr.wrapping_add(4);
 }
 
+#[inline(never)] // out of line: about 900 bytes smaller; the console's fast path stays inline
 fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs, abort: &DataAbort) {
     let vm = &platform.system.vms[vm_index];
     if let (Some(console), Some(access)) = (vm.console, abort.access) {
@@ -667,6 +700,10 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
         defmt::warn!("VM {=str}: device access at IPA {=u64:#x} refused", vm.name, abort.ipa);
         return guest_fault(platform, vm_index, regs, "bad device access");
     }
+    // RAM not touched since the VM was loaded: scrubbed now, and the access retried.
+    if !abort.external && crate::scrub::on_stage2_fault(vm_index, vm, abort.ipa) {
+        return;
+    }
     defmt::warn!(
         "VM {=str}: data abort at IPA {=u64:#x} ({=str}) from {=u64:#x}",
         vm.name, abort.ipa, if abort.write { "write" } else { "read" }, regs.elr
@@ -674,7 +711,24 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
     guest_fault(platform, vm_index, regs, "access outside its memory");
 }
 
+/// The MMIO fast path: a store to the VM's console data register (`console::guest_tx_fast`).
+/// Returns false, having done nothing, for anything else.
+fn console_store_fast(vm: &Vm<'_>, vm_index: usize, regs: &mut GuestRegs, abort: &DataAbort) -> bool {
+    let (Some(console), Some(access)) = (vm.console, abort.access) else { return false };
+    let Some(offset) = abort.ipa.checked_sub(console.ipa) else { return false };
+    if !access.write || offset >= tessera_config::PAGE_SIZE {
+        return false;
+    }
+    let value = store_value(regs, &access).unwrap_or(0);
+    if !console::guest_tx_fast(vm_index, offset, &access, value) {
+        return false;
+    }
+    complete_access(regs, &access, None);
+    true
+}
+
 /// A fault the hypervisor cannot hand back as an emulated access: apply the VM's policy.
+#[inline(never)] // out of line: a cold path, kept out of its callers
 pub(crate) fn guest_fault(platform: &Platform, vm_index: usize, regs: &mut GuestRegs, what: &'static str) {
     let vm = &platform.system.vms[vm_index];
     match vm.fault_policy {
@@ -734,6 +788,7 @@ impl VmView for View<'_> {
     }
 }
 
+#[inline(never)] // out of line: keeps `handle_sync`'s prologue small
 fn smccc(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mut GuestRegs) {
     let vm = &platform.system.vms[vm_index];
     #[cfg(feature = "fault-test")]

@@ -25,17 +25,20 @@ const VGIC_SPIS: usize = tessera_config::MAX_VM_SPIS;
 pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 
 /// A VM's vGIC model plus what lets the run loop skip flushing and syncing when nothing can
-/// have changed: every mutation of the model bumps `epoch`, and `idle[vcpu]` records the
-/// epoch at which a flush loaded nothing into that vCPU's (then all-empty) list registers.
-/// While the epoch is the same, flushing again would load nothing, and with nothing loaded
-/// the guest cannot have changed any list register, so syncing has nothing to read.
+/// have changed: every mutation of the model bumps `epoch`, and `current[vcpu]` records the
+/// epoch at which that vCPU's list registers were last written with what a flush loads. While the epoch is the same, flushing again would
+/// write the same values. Syncing reads back only the list registers in use, and none when
+/// the last flush loaded nothing (the guest cannot have changed an empty one).
 pub struct Tracked {
     model: Vgic,
     epoch: u64,
-    idle: [Option<u64>; MAX_VCPUS],
+    current: [Option<u64>; MAX_VCPUS],
     /// The last level given for an emulated line (the console's), so that an unchanged
     /// level, reported after every UART access, neither touches the model nor the epoch.
     last_level: Option<(u32, bool)>,
+    /// How many list registers, from 0, the last flush for each vCPU wrote non-zero: the
+    /// next flush writes those and the new ones, and leaves the rest (already 0) alone.
+    written: [u8; MAX_VCPUS],
 }
 
 impl Tracked {
@@ -61,8 +64,9 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     if let Some(existing) = VGICS[index].get() {
         let mut tracked = existing.lock();
         tracked.changing().reset();
-        tracked.idle = [None; MAX_VCPUS];
+        tracked.current = [None; MAX_VCPUS];
         tracked.last_level = None;
+        tracked.written = [u8::MAX; MAX_VCPUS];
         return true;
     }
     let mut mpidrs = [0u64; MAX_VCPUS];
@@ -88,7 +92,13 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     let config = VgicConfig { mpidrs: &mpidrs[..count], ppis: &ppis, spis: &spis[..spi_count] };
     match Vgic::new(&config) {
         Ok(vgic) => {
-            VGICS[index].call_once(|| spin::Mutex::new(Tracked { model: vgic, epoch: 0, idle: [None; MAX_VCPUS], last_level: None }));
+            VGICS[index].call_once(|| spin::Mutex::new(Tracked {
+                    model: vgic,
+                    epoch: 0,
+                    current: [None; MAX_VCPUS],
+                    last_level: None,
+                    written: [u8::MAX; MAX_VCPUS],
+                }));
             true
         }
         Err(error) => {
@@ -110,57 +120,80 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
 pub fn flush(vm_index: usize, vcpu_index: usize) {
     let Some(vgic) = vgic(vm_index) else { return };
+    let tracked = vgic.lock();
+    let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
+    if current == Some(tracked.epoch) {
+        // Nothing changed since the list registers (and the interface) were written with
+        // what this flush would write. (Checked first: this is most exits.)
+        return;
+    }
+    flush_now(tracked, vcpu_index);
+}
+
+/// The flush proper, kept out of line so that the check above, which most exits stop at,
+/// stays small (no large prologue).
+#[inline(never)]
+fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
     let count = tessera_arch::gic_cpu::list_register_count();
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
-    let flush = {
-        let mut tracked = vgic.lock();
-        let Some(idle) = tracked.idle.get(vcpu_index).copied() else { return };
-        if idle == Some(tracked.epoch) {
-            // Nothing changed since a flush that left every list register empty (and the
-            // interface as it was): they still are.
-            return;
-        }
+    let (flush, write) = {
         let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
-        if flush.used == 0 && !flush.more_pending {
-            let epoch = tracked.epoch;
-            tracked.idle[vcpu_index] = Some(epoch);
-        } else {
+        if flush.used != 0 || flush.more_pending {
+            // Loading changed the model (pending state moved into list registers).
             tracked.epoch = tracked.epoch.wrapping_add(1);
-            tracked.idle[vcpu_index] = None;
         }
-        flush
+        let epoch = tracked.epoch;
+        tracked.current[vcpu_index] = Some(epoch);
+        // Whatever the CPU held at boot (`u8::MAX`) is cleared once; after that only the list
+        // registers the last flush filled can be non-zero.
+        let write = usize::from(tracked.written[vcpu_index]).max(flush.used).min(count);
+        tracked.written[vcpu_index] = flush.used as u8;
+        drop(tracked);
+        (flush, write)
     };
-    for (n, &lr) in lrs[..count].iter().enumerate() {
+    for (n, &lr) in lrs[..write].iter().enumerate() {
         tessera_arch::gic_cpu::write_lr(n, lr);
     }
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
 }
 
-/// Forgets that vCPU `vcpu_index`'s list registers were left empty: after a context switch
-/// on an RTDS CPU they hold another vCPU's, so the next flush must write them.
+/// Forgets what vCPU `vcpu_index`'s list registers hold: after a context switch on an RTDS
+/// CPU they hold another vCPU's, so the next flush must run and write all of them.
 #[cfg(feature = "rtds")]
 pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
-    if let Some(vgic) = vgic(vm_index)
-        && let Some(idle) = vgic.lock().idle.get_mut(vcpu_index)
-    {
-        *idle = None;
+    if let Some(vgic) = vgic(vm_index) {
+        let mut tracked = vgic.lock();
+        let tracked = &mut *tracked;
+        if let (Some(current), Some(written)) =
+            (tracked.current.get_mut(vcpu_index), tracked.written.get_mut(vcpu_index))
+        {
+            *current = None;
+            *written = u8::MAX;
+        }
     }
 }
 
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
     let Some(vgic) = vgic(vm_index) else { return 0 };
-    let mut tracked = vgic.lock();
-    if tracked.idle.get(vcpu_index).copied().flatten().is_some() {
-        // The last flush loaded nothing: the list registers are empty and untouched.
+    let tracked = vgic.lock();
+    // Only the list registers the last flush filled can hold anything; with none filled,
+    // the guest cannot have changed any.
+    let used = tracked.model.lrs_in_use(vcpu_index);
+    if used == 0 {
         return 0;
     }
-    let count = tessera_arch::gic_cpu::list_register_count();
+    sync_now(tracked, vcpu_index, used)
+}
+
+/// The sync proper, out of line like `flush_now`.
+#[inline(never)]
+fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used: usize) -> u32 {
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
-    for (n, lr) in lrs[..count].iter_mut().enumerate() {
+    for (n, lr) in lrs[..used].iter_mut().enumerate() {
         *lr = tessera_arch::gic_cpu::read_lr(n);
     }
-    tracked.changing().sync(vcpu_index, &lrs[..count])
+    tracked.changing().sync(vcpu_index, &lrs[..used])
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.

@@ -264,6 +264,15 @@ impl SbsaUart {
         Ok(())
     }
 
+    /// Whether a store at `offset` with `width` is a plain transmit (`UARTDR`, a width the
+    /// register takes) that, with the TX FIFO empty, leaves the model exactly as it was once
+    /// [`drain_tx`](Self::drain_tx) has handed the byte on: the kernel may then give the
+    /// byte to the console directly (the MMIO round trip's fast path).
+    #[must_use]
+    pub fn is_plain_tx(&self, offset: u64, width: Width) -> bool {
+        self.tx.is_empty() && matches!(Register::decode(offset, width), Ok(Register::Dr))
+    }
+
     /// Hands every byte in the TX FIFO to `out`, oldest first, and empties it. The hypervisor
     /// calls this right after a guest write to `UARTDR`.
     pub fn drain_tx(&mut self, mut out: impl FnMut(u8)) {
@@ -671,6 +680,27 @@ mod tests {
         assert_eq!(uart.tx_dropped(), 0);
         assert_eq!(uart.rx_space(), FIFO_DEPTH);
         assert!(!uart.irq_level());
+    }
+
+    #[test]
+    fn plain_tx_is_a_dr_store_with_an_empty_fifo() {
+        let mut uart = SbsaUart::new();
+        assert!(uart.is_plain_tx(offset::UARTDR, Width::Byte));
+        assert!(uart.is_plain_tx(offset::UARTDR, Width::Word));
+        assert!(!uart.is_plain_tx(offset::UARTDR, Width::Double));
+        assert!(!uart.is_plain_tx(offset::UARTFR, Width::Word));
+        assert!(!uart.is_plain_tx(offset::UARTIMSC, Width::Word));
+        assert!(!uart.is_plain_tx(0x1000, Width::Byte));
+        // The fast path and the model agree: a DR store then a drain leaves the same state.
+        let before = format!("{uart:?}");
+        uart.mmio_write(offset::UARTDR, Width::Word, u64::from(b'x')).unwrap();
+        let mut out = std::vec::Vec::new();
+        uart.drain_tx(|byte| out.push(byte));
+        assert_eq!(out, b"x");
+        assert_eq!(format!("{uart:?}"), before);
+        // With bytes still queued (no drain), the fast path would reorder them: refused.
+        uart.mmio_write(offset::UARTDR, Width::Byte, u64::from(b'y')).unwrap();
+        assert!(!uart.is_plain_tx(offset::UARTDR, Width::Byte));
     }
 
     mod properties {

@@ -415,8 +415,10 @@ const NOTES: &str = "## Method\n\n\
 - **First instruction**: each VM's first instruction reads CNTPCT_EL0 (the physical count,\n\
   0 at QEMU start; CNTVCT would start at the VM's start), with `-smp 4` and two VMs of 2 CPUs\n\
   and 32 MiB each (`dts/systems/qemu-virt/bench.dts`). Natively it is the same guest as\n\
-  QEMU's `-kernel` (QEMU's boot stub runs a few instructions first). The hypervisor scrubs each\n\
-  VM's RAM before loading it, which dominates.\n\
+  QEMU's `-kernel` (QEMU's boot stub runs a few instructions first). Each VM's boot CPU loads\n\
+  it; only the 2 MiB blocks holding image, DTB and initrd are scrubbed first, the rest on first\n\
+  touch (`docs/design.md`, RAM scrubbing). Under `-icount` virtual time is the sum of every\n\
+  CPU's instructions, so loading in parallel does not show here; scrubbing less does.\n\
 - **Image and RAM**: from the hypervisor ELF (`.payload`, the embedded guests, excluded): file-backed\n\
   sections, and those plus BSS and stacks.\n\
 - **Linux**: Debian's kernel and the busybox initramfs (`scripts/fetch-linux.sh`), natively\n\
@@ -424,7 +426,13 @@ const NOTES: &str = "## Method\n\n\
   the value is the printk timestamp of `Run /init as init process`, i.e. the kernel's own\n\
   clock from its start (under Tessera the virtual count starts at the VM's start, so the\n\
   hypervisor's boot is not in it: that is `first_guest_insn_ms`).\n\
-- **Direct-interrupt mode** is not implemented yet.\n";
+- **Where EL2 instructions go**: QEMU's `-d exec,nochain` with `-accel tcg,one-insn-per-tb=on`,\n\
+  EL2 translation blocks (MMU index 6) attributed to the ELF's symbols, split at each\n\
+  `TESSERA_STATS` read. Per trapped exit: vectors and the world switch about 66, the run\n\
+  loop's state checks about 40, ESR decoding about 45; the rest is the vGIC sync/flush checks\n\
+  and the handler (a console write costs about 185 more than an HVC: UART model, mux, locks).\n\
+- **Direct-interrupt mode** is not implemented yet (design and threat analysis:\n\
+  `docs/direct-mode.md`).\n";
 
 /// Runs `command` (stdout captured, stderr kept apart) until it exits, `stop_at` appears in its
 /// output (then it is killed), or the timeout. Returns stdout.

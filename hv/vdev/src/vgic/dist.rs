@@ -233,7 +233,8 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             DistReg::Config { first } => {
                 for i in 0..16 {
                     if let Some(slot) = self.spi_slot(first + i) {
-                        self.spis[slot].state.edge = value & (2 << (2 * i)) != 0;
+                        // A level line that is high turns pending as it becomes level.
+                        self.state_mut(Irq::Spi { slot }).edge = value & (2 << (2 * i)) != 0;
                     }
                 }
             }

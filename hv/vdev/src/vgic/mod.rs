@@ -113,6 +113,9 @@ pub const MAX_VCPUS: usize = 32;
 /// covers at most 32 interrupts.
 pub const MAX_EFFECTS: usize = 32;
 
+/// The most SPIs one [`Vgic`] owns: the live set of SPIs is a `u32` bitmap.
+pub const MAX_SPIS: usize = 32;
+
 /// The last SPI INTID (1020..=1023 are special INTIDs, IHI 0069 "INTIDs").
 pub const MAX_SPI_INTID: u32 = 1019;
 
@@ -381,6 +384,16 @@ pub struct Vgic<const VCPUS: usize, const SPIS: usize> {
     enable_grp1: bool,
     redists: [Redist; VCPUS],
     lr_slots: [[Option<LrSlot>; MAX_LIST_REGISTERS]; VCPUS],
+    /// How many of `lr_slots[vcpu]` the last `flush` filled (the rest are `None`).
+    lr_used: [u8; VCPUS],
+    /// The live set: bit n of `live_private[vcpu]` may be set only if that vCPU's private
+    /// INTID n is pending or active, and must be set if it is; `live_spis` likewise by SPI
+    /// slot. Every path that can make an interrupt pending or active marks it
+    /// ([`Self::state_mut`], [`Self::mark`]); `flush` drops the bits of interrupts that are
+    /// neither. `flush` and `has_pending` visit only these, so they cost O(pending), not
+    /// O(owned interrupts).
+    live_private: [u32; VCPUS],
+    live_spis: u32,
 }
 
 /// `Aff3.Aff2.Aff1.Aff0` packed into 32 bits, from an MPIDR or a `GICD_IROUTER` value (both
@@ -390,7 +403,7 @@ const fn affinity_of(mpidr: u64) -> u32 {
 }
 
 impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
-    const CAPACITY_OK: () = assert!(VCPUS >= 1 && VCPUS <= MAX_VCPUS);
+    const CAPACITY_OK: () = assert!(VCPUS >= 1 && VCPUS <= MAX_VCPUS && SPIS <= MAX_SPIS);
 
     /// A virtual GIC in its reset state for the VM `config` describes.
     ///
@@ -483,6 +496,9 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             enable_grp1: false,
             redists: [Redist::RESET; VCPUS],
             lr_slots: [[None; MAX_LIST_REGISTERS]; VCPUS],
+            lr_used: [0; VCPUS],
+            live_private: [0; VCPUS],
+            live_spis: 0,
         };
         vgic.reset();
         Ok(vgic)
@@ -495,6 +511,9 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         self.enable_grp1 = false;
         self.redists = [Redist::RESET; VCPUS];
         self.lr_slots = [[None; MAX_LIST_REGISTERS]; VCPUS];
+        self.lr_used = [0; VCPUS];
+        self.live_private = [0; VCPUS];
+        self.live_spis = 0;
         let route = self.vcpu0_route();
         for spi in &mut self.spis[..self.spi_count] {
             spi.state = IrqState::reset(false);
@@ -544,11 +563,33 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         }
     }
 
+    /// The interrupt's state, for a change: it joins the live set (a superset is harmless;
+    /// `flush` prunes it).
     fn state_mut(&mut self, irq: Irq) -> &mut IrqState {
+        self.mark(irq);
         match irq {
             Irq::Private { vcpu, intid } => &mut self.redists[vcpu].irqs[intid as usize],
             Irq::Spi { slot } => &mut self.spis[slot].state,
         }
+    }
+
+    /// Puts `irq` in the live set (it may now be pending or active).
+    fn mark(&mut self, irq: Irq) {
+        match irq {
+            Irq::Private { vcpu, intid } => self.live_private[vcpu] |= 1 << intid,
+            Irq::Spi { slot } => self.live_spis |= 1 << slot,
+        }
+    }
+
+    /// The live interrupts of `vcpu`'s Redistributor and of the Distributor, privates
+    /// first, each in INTID order (SPI slots are sorted by INTID).
+    fn live(&self, vcpu: usize) -> impl Iterator<Item = Irq> + use<VCPUS, SPIS> {
+        let privates = Bits(self.live_private[vcpu] & self.private_owned)
+            .map(move |intid| Irq::Private { vcpu, intid });
+        let spis = Bits(self.live_spis).map(|slot| Irq::Spi {
+            slot: slot as usize,
+        });
+        privates.chain(spis)
     }
 
     fn intid(&self, irq: Irq) -> u32 {
@@ -752,10 +793,8 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         if op == BitOp::Group {
             return out;
         }
-        for bit in 0..32 {
-            if value & (1 << bit) != 0
-                && let Some(irq) = self.lookup(bank, first + bit)
-            {
+        for bit in Bits(value) {
+            if let Some(irq) = self.lookup(bank, first + bit) {
                 self.write_bit(irq, op, writer, &mut out);
             }
         }
@@ -811,6 +850,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         }
         let irq = Irq::Spi { slot };
         let before = self.spis[slot].state;
+        self.mark(irq);
         let st = &mut self.spis[slot].state;
         if st.edge && level && !st.line {
             st.latch = true;
@@ -889,6 +929,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         for vcpu in 0..self.vcpu_count {
             if targets & (1 << vcpu) != 0 {
                 self.redists[vcpu].irqs[intid].latch = true;
+                self.live_private[vcpu] |= 1 << intid;
             }
         }
         targets
@@ -899,7 +940,8 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
     /// Forgets what `vcpu`'s List Registers were loaded with, as if the guest did nothing
     /// with them (moved pending state returns to the model).
     fn release_lrs(&mut self, vcpu: usize) {
-        for i in 0..MAX_LIST_REGISTERS {
+        let used = core::mem::take(&mut self.lr_used[vcpu]);
+        for i in 0..usize::from(used) {
             let Some(slot) = self.lr_slots[vcpu][i].take() else {
                 continue;
             };
@@ -953,9 +995,16 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         // The best `capacity` candidates, sorted by key.
         let mut chosen: Vec<(u32, Irq), MAX_LIST_REGISTERS> = Vec::new();
         let mut more_pending = false;
-        let privates = (0..32).filter_map(|intid| self.lookup(vcpu, intid));
-        let spis = (0..self.spi_count).map(|slot| Irq::Spi { slot });
-        for irq in privates.chain(spis) {
+        for irq in self.live(vcpu) {
+            let st = self.state(irq);
+            if !st.pending() && !st.active {
+                // Neither pending nor active: out of the live set until something marks it.
+                match irq {
+                    Irq::Private { intid, .. } => self.live_private[vcpu] &= !(1 << intid),
+                    Irq::Spi { slot } => self.live_spis &= !(1 << slot),
+                }
+                continue;
+            }
             let Some(key) = self.candidate_key(irq, vcpu) else {
                 continue;
             };
@@ -1004,6 +1053,8 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             self.lr_slots[vcpu][i] = Some(LrSlot { irq, state });
             lrs[i] = value;
         }
+        // At most MAX_LIST_REGISTERS (16).
+        self.lr_used[vcpu] = chosen.len() as u8;
         Flush {
             used: chosen.len(),
             more_pending,
@@ -1023,7 +1074,8 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             return 0;
         }
         let mut kick = 0;
-        for i in 0..MAX_LIST_REGISTERS {
+        let used = core::mem::take(&mut self.lr_used[vcpu]);
+        for i in 0..usize::from(used) {
             let Some(slot) = self.lr_slots[vcpu][i].take() else {
                 continue;
             };
@@ -1067,9 +1119,31 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         if vcpu >= self.vcpu_count {
             return false;
         }
-        (0..32)
-            .filter_map(|intid| self.lookup(vcpu, intid))
-            .chain((0..self.spi_count).map(|slot| Irq::Spi { slot }))
-            .any(|irq| self.deliverable_to(irq, vcpu))
+        self.live(vcpu).any(|irq| self.deliverable_to(irq, vcpu))
+    }
+
+    /// How many List Registers the last [`flush`](Self::flush) of `vcpu` filled: [`sync`]
+    /// reads back only these, and they are the only ones the guest can have changed.
+    ///
+    /// [`sync`]: Self::sync
+    #[must_use]
+    pub fn lrs_in_use(&self, vcpu: usize) -> usize {
+        self.lr_used.get(vcpu).map_or(0, |&used| usize::from(used))
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct Bits(u32);
+
+impl Iterator for Bits {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(bit)
     }
 }

@@ -1458,6 +1458,49 @@ fn reset_restores_power_on_state() {
     assert_eq!(v.flush(1, &mut lrs).used, 0);
 }
 
+#[test]
+fn bits_iterates_set_bits_in_order() {
+    assert_eq!(Bits(0).count(), 0);
+    assert_eq!(Bits(0x8000_0011).collect::<std::vec::Vec<_>>(), [0, 4, 31]);
+    assert_eq!(Bits(u32::MAX).count(), 32);
+}
+
+#[test]
+fn live_set_follows_pending_and_active() {
+    let mut v = vgic();
+    enable_dist(&mut v);
+    assert_eq!(v.live_private[0], 0);
+    assert_eq!(v.live_spis, 0);
+    // An SGI to vCPU 1 makes INTID 3 live there only.
+    rwrite(&mut v, 1, sgi_offset(gicr_sgi::ISENABLER0), 1 << 3);
+    v.send_sgi(0, (3 << 24) | 0b10);
+    assert_eq!(v.live_private[1], 1 << 3);
+    assert_eq!(v.live_private[0], 0);
+    let mut lrs = [0u64; 4];
+    assert_eq!(v.flush(1, &mut lrs).used, 1);
+    assert_eq!(v.lrs_in_use(1), 1);
+    // Acknowledged and deactivated by the guest: still live until the next flush prunes it.
+    v.sync(1, &[with_state(lrs[0], 0), 0, 0, 0]);
+    assert_eq!(v.lrs_in_use(1), 0);
+    assert_eq!(v.live_private[1], 1 << 3);
+    assert_eq!(v.flush(1, &mut lrs).used, 0);
+    assert_eq!(v.live_private[1], 0);
+    // A level SPI line: live while high, pruned after it drops.
+    set_spi(&mut v, gicd::ISENABLER, UART_SPI);
+    v.set_level(UART_SPI, true);
+    assert_ne!(v.live_spis, 0);
+    assert!(v.has_pending(0));
+    v.set_level(UART_SPI, false);
+    assert!(!v.has_pending(0));
+    v.flush(0, &mut lrs);
+    assert_eq!(v.live_spis, 0);
+    // Reset empties it.
+    v.send_sgi(0, (5 << 24) | 0b1);
+    assert_ne!(v.live_private[0], 0);
+    v.reset();
+    assert_eq!(v.live_private, [0; 4]);
+}
+
 // ---- Property: random guests never panic and never reach what they do not own ---------
 
 mod property {
@@ -1562,6 +1605,38 @@ mod property {
         }
     }
 
+    /// The live set covers every owned interrupt that is pending or active.
+    fn check_live_set(v: &V) {
+        for vcpu in 0..v.vcpu_count {
+            for intid in 0..32 {
+                if let Some(irq) = v.lookup(vcpu, intid) {
+                    let st = v.state(irq);
+                    assert!(!(st.pending() || st.active) || v.live_private[vcpu] & (1 << intid) != 0, "vCPU {vcpu} INTID {intid} not live");
+                }
+            }
+        }
+        for slot in 0..v.spi_count {
+            let st = &v.spis[slot].state;
+            assert!(!(st.pending() || st.active) || v.live_spis & (1 << slot) != 0, "SPI slot {slot} not live");
+        }
+    }
+
+    /// What `flush(vcpu)` must load with `capacity` List Registers, found by scanning every
+    /// owned interrupt (the pre-live-set algorithm): the INTIDs in order, and whether more
+    /// were pending.
+    fn full_scan(v: &V, vcpu: usize, capacity: usize) -> (std::vec::Vec<u32>, bool) {
+        let mut v = v.clone();
+        v.release_lrs(vcpu);
+        let mut keys: std::vec::Vec<(u32, u32)> = (0..32)
+            .filter_map(|i| v.lookup(vcpu, i))
+            .chain((0..v.spi_count).map(|slot| Irq::Spi { slot }))
+            .filter_map(|irq| v.candidate_key(irq, vcpu).map(|k| (k, v.intid(irq))))
+            .collect();
+        keys.sort_unstable();
+        let more = keys.len() > capacity;
+        (keys.iter().take(capacity).map(|&(_, i)| i).collect(), more)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1594,9 +1669,17 @@ mod property {
                             }
                             let _ = v.sync(c, &lrs);
                         }
+                        let expected = (c < 4).then(|| full_scan(&v, c, 4));
                         let mut lrs = [0u64; 4];
                         let flush = v.flush(c, &mut lrs);
                         prop_assert!(flush.used <= 4);
+                        if let Some((intids, more)) = expected {
+                            // The live-set flush loads what a scan of every interrupt would.
+                            let loaded: std::vec::Vec<u32> = lrs[..flush.used].iter().map(|x| (x & lr::VINTID_MASK) as u32).collect();
+                            prop_assert_eq!(loaded, intids);
+                            prop_assert_eq!(flush.more_pending, more);
+                            prop_assert_eq!(v.lrs_in_use(c), flush.used);
+                        }
                         for value in &lrs[..flush.used] {
                             let intid = (value & lr::VINTID_MASK) as u32;
                             prop_assert!(owned(intid), "INTID {} delivered", intid);
@@ -1618,6 +1701,13 @@ mod property {
                 }
                 // The owned SPIs are all below INTID 128: registers 1..=3 hold them.
                 check_unowned_never_set(&v, 5);
+                check_live_set(&v);
+                for vcpu in 0..4 {
+                    let scanned = (0..32).filter_map(|i| v.lookup(vcpu, i))
+                        .chain((0..v.spi_count).map(|slot| Irq::Spi { slot }))
+                        .any(|irq| v.deliverable_to(irq, vcpu));
+                    prop_assert_eq!(v.has_pending(vcpu), scanned);
+                }
             }
             check_unowned_never_set(&v, 32);
         }
