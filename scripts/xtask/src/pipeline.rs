@@ -281,6 +281,8 @@ pub fn build(ws: &Workspace, dts: &Path) -> Result<Built> {
             .filter(|f| !f.is_empty())
             .map(String::from),
     );
+    features.sort();
+    features.dedup();
     let features = features.join(",");
     eprintln!("tessera: building {package} (features: {features:?})");
     let mut args = vec!["-p", &package, "--bin", &package];
