@@ -8,34 +8,8 @@ use common::Fixture;
 use tessera_config::{ExitAction, FaultPolicy, ResetWrite, Watchdog};
 use xtask::Error;
 
-/// A description with VMs `alpha` (CPU 0, RAM identity mapped at 0x50000000) and `beta`
-/// (CPU 1); `alpha_extra` and `beta_extra` go inside their nodes, before `memory`.
 fn fixture(alpha_extra: &str, beta_extra: &str) -> Fixture {
-    let source = format!(
-        r#"/dts-v1/;
-/ {{
-	compatible = "tessera,system";
-	board = "qemu-virt";
-	vms {{
-		alpha {{
-			cpus = <0>;
-			image = "guest.img";
-			{alpha_extra}
-			memory {{ guest-base = /bits/ 64 <0x50000000>; size = /bits/ 64 <0x2000000>; host-base = /bits/ 64 <0x50000000>; }};
-		}};
-		beta {{
-			cpus = <1>;
-			image = "guest.img";
-			{beta_extra}
-			memory {{ guest-base = /bits/ 64 <0x40000000>; size = /bits/ 64 <0x2000000>; }};
-		}};
-	}};
-}};
-"#
-    );
-    let fixture = Fixture::new("host-overlap"); // for its directory and guest.img; the source is replaced
-    std::fs::write(&fixture.dts, source).unwrap();
-    fixture
+    Fixture::two_vms(alpha_extra, beta_extra)
 }
 
 fn message(alpha: &str, beta: &str) -> String {
