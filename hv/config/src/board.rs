@@ -76,6 +76,10 @@ pub struct GicDesc {
     pub its: Option<MemRange>,
     /// INTID of the virtual CPU interface maintenance interrupt (a PPI).
     pub maintenance_intid: u32,
+    /// Whether Group 0 is usable from Non-secure EL2: the GIC has a single security state
+    /// (`GICD_CTLR.DS` = 1, IHI 0069 12.9.4), as on a board without EL3 firmware owning
+    /// Group 0. Direct-interrupt VMs need it: the hypervisor keeps its kick in Group 0.
+    pub group0_nonsecure: bool,
 }
 
 /// Generic timer PPIs as GIC INTIDs (the DT `arm,armv8-timer` order).

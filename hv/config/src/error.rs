@@ -99,6 +99,20 @@ pub enum ConfigError<'a> {
     /// A watchdog period (`property`: `watchdog-ms` or `watchdog-first-ms`) of zero or above
     /// [`crate::MAX_WATCHDOG_MS`].
     BadWatchdogPeriod { vm: &'a str, property: &'static str, ms: u32 },
+    /// A direct-interrupt VM on a board whose GIC is not a GICv3 with Group 0 usable from
+    /// Non-secure (`GicDesc::group0_nonsecure`): the hypervisor could not keep a kick the
+    /// guest cannot mask.
+    DirectNeedsGroup0 { vm: &'a str },
+    /// A direct-interrupt VM on a CPU it does not own alone (a CPU of an rtds pool).
+    DirectCpuShared { vm: &'a str, cpu: u32 },
+    /// A direct-interrupt VM on the CPU that takes the console UART's SPI.
+    DirectOnConsoleCpu { vm: &'a str, cpu: u32 },
+    /// A direct-interrupt VM with `wfi = "trap"`: a trapped WFI is an EL2 entry, and the
+    /// hypervisor cannot see the guest's interrupts to end it.
+    DirectTrapsWfi { vm: &'a str },
+    /// A direct-interrupt VM with a watchdog: the guest can make its CPUs deaf to the
+    /// hypervisor's Group 0 interrupts (ICC_AP1R0_EL1), so the watchdog could not be enforced.
+    DirectWithWatchdog { vm: &'a str },
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -265,6 +279,26 @@ impl fmt::Display for ConfigError<'_> {
                 f,
                 "/vms/{vm}: {property} = <{ms}> is not a period of 1..={} ms",
                 crate::MAX_WATCHDOG_MS
+            ),
+            Self::DirectNeedsGroup0 { vm } => write!(
+                f,
+                "/vms/{vm}: interrupt-mode = \"direct\" needs a GICv3 whose Group 0 the hypervisor owns (GICD_CTLR.DS = 1); this board's GIC has not"
+            ),
+            Self::DirectCpuShared { vm, cpu } => write!(
+                f,
+                "/vms/{vm}: interrupt-mode = \"direct\" needs CPUs the VM owns alone, but CPU {cpu} is in an rtds pool"
+            ),
+            Self::DirectOnConsoleCpu { vm, cpu } => write!(
+                f,
+                "/vms/{vm}: interrupt-mode = \"direct\" on CPU {cpu}, which takes the console UART's interrupt; give the VM other CPUs"
+            ),
+            Self::DirectTrapsWfi { vm } => write!(
+                f,
+                "/vms/{vm}: interrupt-mode = \"direct\" needs wfi = \"native\" (a trapped WFI is an EL2 entry the hypervisor cannot end)"
+            ),
+            Self::DirectWithWatchdog { vm } => write!(
+                f,
+                "/vms/{vm}: interrupt-mode = \"direct\" and watchdog-ms cannot be combined: a direct guest can hold off the hypervisor's interrupts (ICC_AP1R0_EL1), so the watchdog could not act"
             ),
         }
     }

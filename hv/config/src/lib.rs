@@ -12,6 +12,7 @@
 
 mod addr;
 mod board;
+mod direct;
 mod error;
 mod sched;
 mod validate;
@@ -20,6 +21,7 @@ pub use addr::{MemRange, PAGE_SIZE};
 pub use board::{Board, Conduit, CpuDesc, GicDesc, GicVersion, TimerPpis, UartDesc, UartKind};
 pub use error::ConfigError;
 pub use validate::{MAX_VM_SPIS, MAX_VMS, validate};
+pub use direct::DIRECT_RESERVED_SGIS;
 pub use sched::{CpuPool, MAX_PERIOD_US, MAX_VCPUS_PER_CPU, MIN_PERIOD_US, RtdsParams, Scheduler};
 
 /// The whole system: which board, where the hypervisor lives, and the VMs.
@@ -77,7 +79,27 @@ pub struct Vm<'a> {
     pub rtds: Option<RtdsParams>,
     /// The VM's watchdog, if it has one: it must kick it (`TESSERA_WDOG_KICK`) in time.
     pub watchdog: Option<Watchdog>,
+    /// How the VM's interrupts reach it: through the virtual CPU interface (trap and
+    /// inject), or straight from the physical GIC CPU interface (`docs/direct-mode.md`).
+    pub interrupt_mode: InterruptMode,
 }
+
+/// How a VM takes its interrupts (`interrupt-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InterruptMode {
+    /// Every physical interrupt is taken at EL2 (HCR_EL2.IMO = 1) and injected through the
+    /// list registers of the virtual CPU interface.
+    Virtual,
+    /// The guest drives the physical GIC CPU interface for its own Group 1 interrupts
+    /// (HCR_EL2.IMO = 0, FMO = 1): no EL2 entry on its interrupt path. The hypervisor keeps
+    /// Group 0 (FIQ to EL2) for its kick and halt SGIs. Only for VMs that own whole CPUs.
+    Direct,
+}
+
+/// The CPU that takes the hypervisor's console UART SPI (the kernel routes it to its boot
+/// CPU): a direct VM may not own it, because that SPI would be Group 1 on its CPU.
+pub const CONSOLE_CPU: u32 = 0;
 
 /// A VM's watchdog (`watchdog-ms`, `watchdog-first-ms`, `on-watchdog`). It runs from the VM's
 /// start: the first deadline is `first_ms` after the start, each kick moves the deadline to

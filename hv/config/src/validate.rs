@@ -47,6 +47,7 @@ pub fn validate<'a>(board: &Board<'a>, system: &System<'a>) -> Result<(), Config
             return Err(ConfigError::BadVmid { vm: vm.name, vmid: vm.vmid });
         }
         check_cpus(board, system, earlier, vm)?;
+        crate::direct::check_direct(board, system, vm)?;
         crate::sched::check_vm(system, vm)?;
         check_memory(board, hv, earlier, vm)?;
         check_ipa_space(board, vm)?;

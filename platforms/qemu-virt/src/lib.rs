@@ -46,6 +46,9 @@ pub const PLATFORM: Board<'static> = Board {
         its: Some(MemRange::new(0x0808_0000, 0x2_0000)),
         // interrupts = <GIC_PPI 9 IRQ_TYPE_LEVEL_HIGH>
         maintenance_intid: ppi(9),
+        // QEMU virt without `secure=on` has no EL3: its GIC has one security state (DS = 1),
+        // so Non-secure EL2 owns Group 0.
+        group0_nonsecure: true,
     },
     // timer: interrupts = <PPI 13>, <PPI 14>, <PPI 11>, <PPI 10>
     timer: TimerPpis { secure_phys: ppi(13), nonsecure_phys: ppi(14), virt: ppi(11), hyp_phys: ppi(10) },

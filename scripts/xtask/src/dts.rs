@@ -9,7 +9,7 @@ pub mod fdt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tessera_config::{ExitAction, FaultPolicy, ResetWrite, RtdsParams, Scheduler, Watchdog, WfiPolicy};
+use tessera_config::{ExitAction, FaultPolicy, InterruptMode, ResetWrite, RtdsParams, Scheduler, Watchdog, WfiPolicy};
 
 use crate::error::{Error, Result, io};
 use fdt::Node;
@@ -54,6 +54,8 @@ pub struct VmDesc {
     pub on_system_reset: ExitAction,
     pub wfi: WfiPolicy,
     pub physical_counter: bool,
+    /// `interrupt-mode = "virtual" | "direct"` (default `"virtual"`).
+    pub interrupt_mode: InterruptMode,
     /// `devices = "/<path>", …`: nodes of the board's device tree.
     pub devices: Vec<String>,
     /// `dma-unrestricted = "/<path>", …`: the DMA-capable ones among `devices`.
@@ -288,6 +290,11 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
             return Err(props.bad_value("physical-counter", other, "\"allow\" or \"trap\""));
         }
     };
+    let interrupt_mode = match props.string("interrupt-mode")?.as_deref() {
+        None | Some("virtual") => InterruptMode::Virtual,
+        Some("direct") => InterruptMode::Direct,
+        Some(other) => return Err(props.bad_value("interrupt-mode", other, "\"virtual\" or \"direct\"")),
+    };
     let devices = props.string_list("devices")?.unwrap_or_default();
     let dma_unrestricted = props.string_list("dma-unrestricted")?.unwrap_or_default();
     let sub_page = match props.string("sub-page")?.as_deref() {
@@ -354,6 +361,7 @@ fn parse_vm(node: &Node, base_dir: &Path) -> Result<VmDesc> {
         on_system_reset,
         wfi,
         physical_counter,
+        interrupt_mode,
         devices,
         dma_unrestricted,
         sub_page,

@@ -34,6 +34,9 @@ pub struct GuestDtb<'a> {
     /// to aim at, written to `/chosen` as `tessera,probe-targets` (`<base size>` pairs, 64-bit)
     /// and `tessera,probe-target-names` (one string per pair).
     pub probe_targets: Option<&'a [ProbeTarget]>,
+    /// Whether the console node names its interrupt. A direct-interrupt VM's is left out: no
+    /// virtual interrupt reaches such a guest, so it polls its console (`docs/direct-mode.md`).
+    pub console_interrupt: bool,
 }
 
 /// One named host-physical range an attack guest probes (the hypervisor, another VM's RAM, a
@@ -188,14 +191,16 @@ impl GuestDtb<'_> {
             fdt.property_array_u64("reg", &[console.ipa, UART_FRAME])?;
             // Linux's sbsa-uart driver needs both: it cannot probe without an interrupt,
             // and it takes the (fixed) baud rate from `current-speed`.
-            fdt.property_array_u32(
-                "interrupts",
-                &[
-                    GIC_SPI,
-                    console.intid.saturating_sub(FIRST_SPI),
-                    IRQ_TYPE_LEVEL_HIGH,
-                ],
-            )?;
+            if self.console_interrupt {
+                fdt.property_array_u32(
+                    "interrupts",
+                    &[
+                        GIC_SPI,
+                        console.intid.saturating_sub(FIRST_SPI),
+                        IRQ_TYPE_LEVEL_HIGH,
+                    ],
+                )?;
+            }
             fdt.property_u32("current-speed", CONSOLE_BAUD)?;
             fdt.end_node(uart)?;
         }

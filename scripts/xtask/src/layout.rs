@@ -5,7 +5,7 @@
 use tessera_config::{
     Device,
     Board, Console, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PAGE_SIZE,
-    System, Vm, Watchdog, WfiPolicy, validate, vgic_frames,
+    InterruptMode, System, Vm, Watchdog, WfiPolicy, validate, vgic_frames,
 };
 
 use crate::devices::PassDevice;
@@ -65,6 +65,7 @@ pub struct VmPlan {
     pub wfi: WfiPolicy,
     pub physical_counter: bool,
     pub watchdog: Option<Watchdog>,
+    pub interrupt_mode: InterruptMode,
     /// Passed-through devices, resolved against the board's device tree.
     pub devices: Vec<PassDevice>,
     pub rtds: Option<tessera_config::RtdsParams>,
@@ -214,6 +215,7 @@ fn place_vm(board: &Board<'_>, index: usize, desc: &VmDesc, files: VmFiles, all:
         wfi: desc.wfi,
         physical_counter: desc.physical_counter,
         watchdog: desc.watchdog,
+        interrupt_mode: desc.interrupt_mode,
         devices,
         rtds: desc.rtds,
     })
@@ -241,6 +243,7 @@ fn guest_dtb(
         initrd,
         devices,
         probe_targets,
+        console_interrupt: desc.interrupt_mode == InterruptMode::Virtual,
     }
     .build()
     .map_err(|e| Error::GuestDtb {
@@ -465,6 +468,9 @@ impl Plan {
         if self.vms.iter().any(|vm| vm.watchdog.is_some()) {
             features.push("watchdog");
         }
+        if self.vms.iter().any(|vm| vm.interrupt_mode == InterruptMode::Direct) {
+            features.push("direct");
+        }
         features
     }
 
@@ -498,6 +504,7 @@ impl Plan {
                 wfi: vm.wfi,
                 physical_counter: vm.physical_counter,
                 watchdog: vm.watchdog,
+                interrupt_mode: vm.interrupt_mode,
                 devices,
                 rtds: vm.rtds,
             })
@@ -640,6 +647,7 @@ mod tests {
             wfi: WfiPolicy::Native,
             physical_counter: true,
             watchdog: None,
+            interrupt_mode: InterruptMode::Virtual,
             devices: Vec::new(),
             rtds: None,
         };

@@ -98,7 +98,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
     line!("#[allow(clippy::all, clippy::pedantic, clippy::nursery, dead_code, unused_imports)]");
     line!("mod tessera_system_tables {{");
     line!(
-        "    use tessera_config::{{Console, CpuPool, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, ResetWrite, RtdsParams, Scheduler, System, Vm, Watchdog, WfiPolicy}};"
+        "    use tessera_config::{{Console, CpuPool, Device, DeviceAccess, ExitAction, FaultPolicy, Image, Initrd, MemRange, MemoryRegion, PageAligned, ResetWrite, RtdsParams, Scheduler, System, Vm, Watchdog, WfiPolicy, InterruptMode}};"
     );
     for (index, (vm, files)) in plan.vms.iter().zip(blobs).enumerate() {
         let Blobs { image, dtb, initrd } = files;
@@ -208,6 +208,7 @@ pub fn generate(plan: &Plan, source: &Path, blobs: &[Blobs]) -> Result<String> {
         );
         line!("            wfi: WfiPolicy::{:?},", vm.wfi);
         line!("            physical_counter: {},", vm.physical_counter);
+        line!("            interrupt_mode: InterruptMode::{:?},", vm.interrupt_mode);
         line!("            devices: &VM{index}_DEVICES,");
         match vm.rtds {
             Some(p) => {

@@ -21,6 +21,7 @@ fn board() -> Board<'static> {
             gicr_stride: 0x2_0000,
             its: None,
             maintenance_intid: 25,
+            group0_nonsecure: true,
         },
         timer: TimerPpis { secure_phys: 29, nonsecure_phys: 30, virt: 27, hyp_phys: 26 },
         psci_conduit: Conduit::Smc,
@@ -53,6 +54,7 @@ fn vm<'a>(name: &'a str, vmid: u16, cpus: &'a [u32], memory: &'a [MemoryRegion])
         devices: &[],
         watchdog: None,
         rtds: None,
+        interrupt_mode: crate::InterruptMode::Virtual,
     }
 }
 
@@ -700,4 +702,65 @@ fn too_many_vcpus_on_one_cpu() {
         check_pools(&POOLS, &vms),
         Err(ConfigError::TooManyVcpusOnCpu { vm: "v8", cpu: 2, max: crate::MAX_VCPUS_PER_CPU })
     );
+}
+
+fn direct(vm: Vm<'_>) -> Vm<'_> {
+    Vm { interrupt_mode: crate::InterruptMode::Direct, ..vm }
+}
+
+#[test]
+fn a_direct_vm_on_its_own_cpus_passes() {
+    assert_eq!(check(&[vm("a", 1, &[0], &MEM_A), direct(vm("rt", 2, &[1, 2], &MEM_B))]), Ok(()));
+}
+
+#[test]
+fn direct_needs_group0_from_nonsecure() {
+    let vms = [vm("a", 1, &[0], &MEM_A), direct(vm("rt", 2, &[1], &MEM_B))];
+    let mut secure = board();
+    secure.gic.group0_nonsecure = false;
+    let system = System { board: "test-board", hv_region: HV, vms: &vms, pools: &[] };
+    let err = validate(&secure, &system).unwrap_err();
+    assert_eq!(err, ConfigError::DirectNeedsGroup0 { vm: "rt" });
+    assert!(err.to_string().starts_with("/vms/rt: interrupt-mode = \"direct\" needs a GICv3"));
+    let mut v2 = board();
+    v2.gic.version = GicVersion::V2;
+    assert_eq!(validate(&v2, &system), Err(ConfigError::DirectNeedsGroup0 { vm: "rt" }));
+}
+
+#[test]
+fn direct_cpu_shared_in_an_rtds_pool() {
+    let vms = [direct(rt_vm("rt", 1, &[2], &MEM_A, 100, 1000))];
+    let err = check_pools(&POOLS, &vms).unwrap_err();
+    assert_eq!(err, ConfigError::DirectCpuShared { vm: "rt", cpu: 2 });
+    assert_eq!(
+        err.to_string(),
+        "/vms/rt: interrupt-mode = \"direct\" needs CPUs the VM owns alone, but CPU 2 is in an rtds pool"
+    );
+}
+
+#[test]
+fn direct_on_the_console_cpu() {
+    let vms = [direct(vm("rt", 1, &[1, 0], &MEM_A))];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::DirectOnConsoleCpu { vm: "rt", cpu: 0 });
+    assert!(err.to_string().contains("CPU 0, which takes the console UART's interrupt"));
+}
+
+#[test]
+fn direct_with_trapped_wfi() {
+    let vms = [Vm { wfi: crate::WfiPolicy::Trap, ..direct(vm("rt", 1, &[1], &MEM_A)) }];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::DirectTrapsWfi { vm: "rt" });
+    assert!(err.to_string().contains("needs wfi = \"native\""));
+}
+
+#[test]
+fn direct_with_a_watchdog() {
+    let watchdog = Some(Watchdog { period_ms: 100, first_ms: 100, action: ExitAction::Restart });
+    let vms = [Vm { watchdog, ..direct(vm("rt", 1, &[1], &MEM_A)) }];
+    let err = check(&vms).unwrap_err();
+    assert_eq!(err, ConfigError::DirectWithWatchdog { vm: "rt" });
+    assert!(err.to_string().contains("ICC_AP1R0_EL1"));
+    // The same VM in virtual mode may have one.
+    assert_eq!(check(&[Vm { watchdog, ..vm("rt", 1, &[1], &MEM_A) }]), Ok(()));
 }
