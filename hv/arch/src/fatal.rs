@@ -138,6 +138,9 @@ pub fn fail_stop(reason: &Reason<'_>, state: &CpuState) -> ! {
         halt_here();
     }
     crate::gic_cpu::send_sgi_to_others(HALT_SGI);
+    // On a direct-interrupt VM's CPUs the halt SGI is Group 0 (FIQ to EL2, which the guest
+    // cannot mask); a Group 1 SGI does not reach them, nor a Group 0 one the others.
+    crate::gic_cpu::send_sgi0_to_others(HALT_SGI);
     if let Some(write) = console() {
         report(reason, state, &mut |bytes| write(bytes));
     }

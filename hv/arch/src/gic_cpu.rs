@@ -31,6 +31,17 @@ mod regs {
     sysreg_rw!(icc_eoir1_el1_unused, set_icc_eoir1_el1, "S3_0_C12_C12_1");
     sysreg_rw!(icc_sgi1r_el1_unused, set_icc_sgi1r_el1, "S3_0_C12_C11_5");
     sysreg_rw!(icc_dir_el1_unused, set_icc_dir_el1, "S3_0_C12_C11_1");
+    // Group 0 and the active priorities, for direct-interrupt CPUs (IHI 0069 12.2).
+    sysreg_rw!(icc_iar0_el1, set_icc_iar0_el1_unused, "S3_0_C12_C8_0");
+    sysreg_rw!(icc_eoir0_el1_unused, set_icc_eoir0_el1, "S3_0_C12_C8_1");
+    sysreg_rw!(icc_bpr0_el1_unused, set_icc_bpr0_el1, "S3_0_C12_C8_3");
+    sysreg_rw!(icc_igrpen0_el1_unused, set_icc_igrpen0_el1, "S3_0_C12_C12_6");
+    sysreg_rw!(icc_sgi0r_el1_unused, set_icc_sgi0r_el1, "S3_0_C12_C11_7");
+    sysreg_rw!(icc_ap0r0_el1_unused, set_icc_ap0r0_el1, "S3_0_C12_C8_4");
+    sysreg_rw!(icc_ap1r0_el1, set_icc_ap1r0_el1, "S3_0_C12_C9_0");
+    sysreg_rw!(icc_ap1r1_el1_unused, set_icc_ap1r1_el1, "S3_0_C12_C9_1");
+    sysreg_rw!(icc_ap1r2_el1_unused, set_icc_ap1r2_el1, "S3_0_C12_C9_2");
+    sysreg_rw!(icc_ap1r3_el1_unused, set_icc_ap1r3_el1, "S3_0_C12_C9_3");
     // Virtual CPU interface control (IHI 0069 12.5).
     sysreg_rw!(ich_hcr_el2, set_ich_hcr_el2, "S3_4_C12_C11_0");
     sysreg_rw!(ich_vtr_el2, set_ich_vtr_el2_unused, "S3_4_C12_C11_1");
@@ -178,8 +189,101 @@ pub fn send_sgi_to_others(intid: u32) {
     regs::set_icc_sgi1r_el1(value);
 }
 
+/// ICC_SRE_EL1 as a direct guest reads it (its accesses trap, ICC_SRE_EL2.Enable = 0): SRE,
+/// DFB and DIB set (IHI 0069 12.2.23), the system-register interface it already has.
+pub const GUEST_ICC_SRE_EL1: u64 = 0b111;
+
+/// The CPU interface of a CPU that runs a direct-interrupt VM (docs/direct-mode.md): EL1
+/// may not reach ICC_SRE_EL1 (ICC_SRE_EL2.Enable = 0); EOImode = 0, so the guest's EOIR1
+/// drops priority and deactivates; Group 0 (the hypervisor's kick and halt SGIs) enabled,
+/// with no priority grouping; Group 1 (the guest's) off until the guest enables it; every
+/// priority unmasked (ICC_PMR_EL1 stays the hypervisor's: the guest's PMR is virtual).
+#[cfg(target_arch = "aarch64")]
+pub fn init_direct_cpu_interface() {
+    // ICC_SRE_EL2: SRE, DFB, DIB (bits 0-2); Enable (bit 3) clear.
+    regs::set_icc_sre_el2((regs::icc_sre_el2() & !0b1000) | 0b111);
+    regs::set_icc_pmr_el1(0xff);
+    regs::set_icc_bpr0_el1(0);
+    regs::set_icc_ctlr_el1(regs::icc_ctlr_el1() & !0b10);
+    regs::set_icc_igrpen0_el1(1);
+    clear_guest_cpu_interface();
+}
+
+/// Takes back what a direct guest left in the physical CPU interface: its active priorities
+/// (ICC_AP1Rn_EL1, however many the CPU implements: ICC_CTLR_EL1.PRIbits) and its Group 1
+/// enable, so a stopped guest neither blocks the hypervisor's Group 0 nor leaves its
+/// interrupts signalled to an idle CPU.
+#[cfg(target_arch = "aarch64")]
+pub fn clear_guest_cpu_interface() {
+    regs::set_icc_igrpen1_el1(0);
+    let priority_bits = ((regs::icc_ctlr_el1() >> 8) & 0b111) + 1;
+    regs::set_icc_ap1r0_el1(0);
+    if priority_bits >= 6 {
+        regs::set_icc_ap1r1_el1(0);
+    }
+    if priority_bits >= 7 {
+        regs::set_icc_ap1r2_el1(0);
+        regs::set_icc_ap1r3_el1(0);
+    }
+    regs::set_icc_ap0r0_el1(0);
+}
+
+/// ICC_AP1R0_EL1 as the guest left it (a test and a log line read it).
+#[cfg(target_arch = "aarch64")]
+pub fn active_priorities_group1() -> u64 {
+    regs::icc_ap1r0_el1()
+}
+
+/// Acknowledges the highest-priority pending Group 0 interrupt; `SPURIOUS` if none.
+#[cfg(target_arch = "aarch64")]
+pub fn acknowledge_group0() -> u32 {
+    (regs::icc_iar0_el1() & 0xff_ffff) as u32
+}
+
+/// Ends a Group 0 interrupt (EOImode = 0 on a direct CPU: drops priority and deactivates).
+#[cfg(target_arch = "aarch64")]
+pub fn end_group0(intid: u32) {
+    regs::set_icc_eoir0_el1(intid as u64);
+}
+
+/// ICC_SGI1R_EL1 / ICC_SGI0R_EL1 value naming the one CPU with affinity `mpidr`.
+#[cfg(target_arch = "aarch64")]
+const fn sgi_value(intid: u32, mpidr: u64) -> u64 {
+    let aff0 = mpidr & 0xff;
+    let aff1 = (mpidr >> 8) & 0xff;
+    let aff2 = (mpidr >> 16) & 0xff;
+    let aff3 = (mpidr >> 32) & 0xff;
+    (1u64 << (aff0 & 0xf)) | (aff1 << 16) | (((intid & 0xf) as u64) << 24) | (aff2 << 32) | ((aff0 >> 4) << 44) | (aff3 << 48)
+}
+
+/// Sends Group 0 SGI `intid` to the CPU with affinity `mpidr` (ICC_SGI0R_EL1): the kick of a
+/// direct-interrupt CPU, where the hypervisor's SGIs are Group 0 (a Group 1 SGI would not
+/// reach them, IHI 0069 12.2.21).
+#[cfg(target_arch = "aarch64")]
+pub fn send_sgi0(intid: u32, mpidr: u64) {
+    // SAFETY: a barrier only orders our earlier stores before the interrupt is sent.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    regs::set_icc_sgi0r_el1(sgi_value(intid, mpidr));
+}
+
+/// Sends Group 0 SGI `intid` to every CPU but this one (IRM = 1): the halt, to the CPUs
+/// where it is Group 0.
+#[cfg(target_arch = "aarch64")]
+pub fn send_sgi0_to_others(intid: u32) {
+    // SAFETY: a barrier only orders our earlier stores before the interrupt is sent.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    regs::set_icc_sgi0r_el1((1u64 << 40) | (((intid & 0xf) as u64) << 24));
+}
+
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
+    pub fn init_direct_cpu_interface() {}
+    pub fn clear_guest_cpu_interface() {}
+    pub fn active_priorities_group1() -> u64 { 0 }
+    pub fn acknowledge_group0() -> u32 { super::SPURIOUS }
+    pub fn end_group0(_: u32) {}
+    pub fn send_sgi0(_: u32, _: u64) {}
+    pub fn send_sgi0_to_others(_: u32) {}
     pub fn init_cpu_interface() {}
     pub fn acknowledge() -> u32 { super::SPURIOUS }
     pub fn priority_drop(_: u32) {}

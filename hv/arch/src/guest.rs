@@ -157,6 +157,21 @@ pub fn load_vm(controls: &VmControls) {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
+/// HCR_EL2.IMO (DDI 0487 D23.2.53): physical IRQs to EL2, and EL1's Group 1 GIC CPU
+/// interface registers virtual.
+pub const HCR_IMO: u64 = 1 << 4;
+
+/// For a direct-interrupt VM, after [`load_vm`]: HCR_EL2.IMO = 0, so the guest's physical
+/// Group 1 interrupts go straight to EL1 and its Group 1 ICC_* accesses reach the physical
+/// CPU interface; FMO and AMO stay set (Group 0, the hypervisor's, is FIQ to EL2; ICC_PMR,
+/// CTLR, DIR, the Group 0 registers and the SGI registers stay virtual or trapped).
+#[cfg(target_arch = "aarch64")]
+pub fn route_irqs_to_guest() {
+    use aarch64_cpu::registers::{HCR_EL2, Readable, Writeable};
+    HCR_EL2.set(HCR_EL2.get() & !HCR_IMO);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
 /// Puts this CPU's EL1 state in the reset state for a vCPU that is about to start: MMU and
 /// caches off, no vector base, FP/SIMD trapping to EL1 (the guest turns it on), identity
 /// `vmpidr`.
@@ -212,6 +227,7 @@ mod host {
     pub fn init_cpu_traps() { unimplemented!("host build") }
     pub fn reset_el1(_: u64, _: u64) { unimplemented!("host build") }
     pub fn disable_virtual_timer() { unimplemented!("host build") }
+    pub fn route_irqs_to_guest() { unimplemented!("host build") }
     pub fn vbar_el1() -> u64 { unimplemented!("host build") }
     pub fn set_el1_exception_state(_: u64, _: u64, _: u64, _: u64) { unimplemented!("host build") }
 }

@@ -11,9 +11,12 @@
 //! - [`psci`]: the guest-facing PSCI 1.1 / SMCCC 1.1 decisions.
 //! - [`vcpu`]: a vCPU's `VMPIDR_EL2` and its architectural reset state.
 //! - [`watchdog`]: a VM watchdog's deadlines and expiry decision.
+//! - [`direct`]: what a direct-interrupt VM's trapped SGI writes may send, and the physical
+//!   priorities its interrupts get.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod direct;
 pub mod exit;
 pub mod inject;
 pub mod psci;

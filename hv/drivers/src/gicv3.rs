@@ -53,6 +53,10 @@ register_structs! {
         (0x0104 => _reserved2),
         (0x0180 => icenabler0: ReadWrite<u32>),
         (0x0184 => _reserved3),
+        (0x0280 => icpendr0: ReadWrite<u32>),
+        (0x0284 => _reserved4),
+        (0x0380 => icactiver0: ReadWrite<u32>),
+        (0x0384 => _reserved5),
         (0x0400 => ipriorityr: [ReadWrite<u8>; 32]),
         (0x0420 => @END),
     }
@@ -63,6 +67,9 @@ register_structs! {
 const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
 const GICD_CTLR_ARE: u32 = 1 << 4;
 const GICD_CTLR_RWP: u32 = 1 << 31;
+/// GICD_CTLR with a single security state (DS = 1, bit 6): Group 0 enable is bit 0.
+const GICD_CTLR_ENABLE_GRP0: u32 = 1 << 0;
+const GICD_CTLR_DS: u32 = 1 << 6;
 /// GICR_WAKER (12.10.26): ProcessorSleep (bit 1), ChildrenAsleep (bit 2).
 const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
@@ -80,6 +87,8 @@ pub enum GicError {
     Timeout,
     /// No redistributor in the region has this CPU's affinity.
     NoRedistributor { mpidr: u64 },
+    /// Group 0 belongs to the Secure world (GICD_CTLR.DS = 0): no direct-interrupt VM here.
+    Group0Unavailable,
 }
 
 pub struct Distributor {
@@ -142,6 +151,25 @@ impl Distributor {
 }
 
 impl Distributor {
+    /// Enables Group 0 for the hypervisor's direct-interrupt kick. Only a GIC with a single
+    /// security state (GICD_CTLR.DS = 1) gives Non-secure EL2 Group 0; otherwise
+    /// `Group0Unavailable`, and nothing changes.
+    pub fn enable_group0(&self) -> Result<(), GicError> {
+        let ctlr = self.registers.ctlr.get();
+        if ctlr & GICD_CTLR_DS == 0 {
+            return Err(GicError::Group0Unavailable);
+        }
+        self.registers.ctlr.set((ctlr & !GICD_CTLR_RWP) | GICD_CTLR_ENABLE_GRP0);
+        self.wait_for_rwp()
+    }
+
+    /// Sets SPI `intid`'s priority (a direct-interrupt VM's, clamped by the caller).
+    pub fn set_priority(&self, intid: u32, priority: u8) {
+        if let Some(register) = self.registers.ipriorityr.get(intid as usize).filter(|_| intid >= 32) {
+            register.set(priority);
+        }
+    }
+
     fn spi_bit(intid: u32) -> Option<(usize, u32)> {
         let n = intid as usize;
         (32..1020).contains(&n).then_some((n / 32, 1 << (n % 32)))
@@ -200,6 +228,46 @@ impl Redistributor {
             frame += stride;
         }
         Err(GicError::NoRedistributor { mpidr })
+    }
+
+    /// Sets up the SGIs and PPIs of a CPU that runs a direct-interrupt VM: those in `group0`
+    /// (the hypervisor's) Group 0 at `hv_priority` and enabled; those in `guest` Group 1 at
+    /// `guest_priority`, enabled only if also in `guest_enabled`; everything else Group 1
+    /// and disabled. Called after [`Self::init`] woke the redistributor.
+    pub fn init_direct(&self, group0: u32, hv_priority: u8, guest: u32, guest_enabled: u32, guest_priority: u8) {
+        self.sgi.icenabler0.set(u32::MAX);
+        self.sgi.igroupr0.set(!group0);
+        for n in 0..32 {
+            if group0 & (1 << n) != 0 {
+                self.sgi.ipriorityr[n].set(hv_priority);
+            } else if guest & (1 << n) != 0 {
+                self.sgi.ipriorityr[n].set(guest_priority);
+            }
+        }
+        self.sgi.isenabler0.set(group0 | (guest & guest_enabled));
+    }
+
+    /// Enables (`true`) or disables the SGIs/PPIs in `mask`.
+    pub fn set_enabled(&self, mask: u32, enabled: bool) {
+        if enabled {
+            self.sgi.isenabler0.set(mask);
+        } else {
+            self.sgi.icenabler0.set(mask);
+        }
+    }
+
+    /// Clears the pending and active state of the SGIs/PPIs in `mask` (what a stopped
+    /// direct guest left behind).
+    pub fn clear_private(&self, mask: u32) {
+        self.sgi.icpendr0.set(mask);
+        self.sgi.icactiver0.set(mask);
+    }
+
+    /// Sets SGI/PPI `intid`'s priority.
+    pub fn set_priority(&self, intid: u32, priority: u8) {
+        if let Some(register) = self.sgi.ipriorityr.get(intid as usize) {
+            register.set(priority);
+        }
     }
 
     /// Wakes the redistributor and puts SGIs/PPIs in Group 1, all disabled but those whose

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod console;
+mod direct;
 #[cfg(feature = "rtds")]
 mod rtds;
 mod run;

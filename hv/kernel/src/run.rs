@@ -71,6 +71,9 @@ pub fn boot_primary(platform: &'static Platform, boot: BootInfo) -> ! {
         defmt::error!("GIC distributor did not respond; halting");
         tessera_arch::cpu::halt();
     }
+    if system.vms.iter().any(|vm| vm.interrupt_mode == tessera_config::InterruptMode::Direct) {
+        crate::direct::init_distributor(platform);
+    }
     console::init(platform);
     tessera_arch::cache::invalidate_guest_tlbs_all();
 
@@ -137,7 +140,7 @@ fn abandon_boot_loads(system: &tessera_config::System<'_>, cpu: usize) {
 
 /// At boot, the VM whose boot CPU (its first) this is: scrub and load it here, so that every
 /// VM's RAM is scrubbed by its own CPU, in parallel with the others (`first_guest_insn_ms`).
-fn boot_load(platform: &Platform, cpu: usize) {
+pub(crate) fn boot_load(platform: &Platform, cpu: usize) {
     let system = platform.system;
     for (index, vm) in system.vms.iter().enumerate() {
         if vm.cpus.first() == Some(&(cpu as u32)) && VMS[index].state() == VmState::Restarting {
@@ -237,7 +240,11 @@ fn kick_vcpu(platform: &Platform, vm: &Vm<'_>, vcpu_index: usize) {
         return;
     }
     if let Some(desc) = platform.board.cpus.get(cpu as usize) {
-        tessera_arch::gic_cpu::send_sgi(KICK_SGI, desc.mpidr);
+        if crate::direct::is_direct(vm) {
+            crate::direct::kick(desc.mpidr);
+        } else {
+            tessera_arch::gic_cpu::send_sgi(KICK_SGI, desc.mpidr);
+        }
     }
 }
 
@@ -295,6 +302,14 @@ fn wait_for_vcpus_to_leave(platform: &Platform, index: usize) -> bool {
         while slot.in_guest.load(Ordering::Acquire) {
             if tessera_arch::cpu::counter() >= deadline {
                 defmt::error!("VM {=str}: vCPU {=usize} did not leave the guest", vm.name, vcpu_index);
+                if crate::direct::is_direct(vm) {
+                    // docs/direct-mode.md, "The AP1R hole": the guest can raise its CPU's
+                    // running priority above the hypervisor's Group 0 kick.
+                    defmt::error!(
+                        "VM {=str}: vCPU {=usize} is deaf to the hypervisor's Group 0 kick (a direct guest can hold it off); its CPU stays with it",
+                        vm.name, vcpu_index
+                    );
+                }
                 return false;
             }
             core::hint::spin_loop();
@@ -343,6 +358,9 @@ pub(crate) fn leave_generation(platform: &Platform) {
 
 /// A CPU's life: set up its GIC interface, then run its vCPU (if any) forever.
 pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
+    if let Some((vm_index, vcpu_index)) = crate::direct::assignment(platform, cpu) {
+        crate::direct::cpu_main(platform, cpu, vm_index, vcpu_index);
+    }
     let mpidr = tessera_arch::cpu::mpidr();
     let rtds = platform.system.scheduler_of(cpu as u32) == tessera_config::Scheduler::Rtds;
     // CNTP_CTL_EL0 resets to an UNKNOWN value: silence the watchdog timer before its PPI is

@@ -218,6 +218,21 @@ pub fn send_sgi(vm_index: usize, sender: usize, value: u64) -> u32 {
     vgic(vm_index).map_or(0, |vgic| vgic.lock().changing().send_sgi(sender, value))
 }
 
+/// The priority the guest gave `intid` in its vGIC (an SPI in the distributor; an SGI or
+/// PPI in vCPU `vcpu_index`'s redistributor), for a direct VM's physical GIC.
+pub fn priority(vm_index: usize, vcpu_index: usize, intid: u32) -> Option<u8> {
+    let tracked = vgic(vm_index)?.lock();
+    let word = u64::from(intid & !3);
+    let value = if intid < 32 {
+        // GICR_IPRIORITYR<n>, in the SGI frame (IHI 0069 12.10.19).
+        tracked.model.redist_read(vcpu_index, 0x1_0400 + word, Width::Word).ok()?
+    } else {
+        // GICD_IPRIORITYR<n> (IHI 0069 12.9.28).
+        tracked.model.dist_read(0x400 + word, Width::Word).ok()?
+    };
+    Some((value >> (8 * (intid % 4))) as u8)
+}
+
 /// True if `vcpu` has an interrupt to take (wakes it from a trapped WFI).
 pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
     vgic(vm_index).is_some_and(|vgic| vgic.lock().model.has_pending(vcpu_index))
@@ -286,6 +301,7 @@ fn gic_error(error: &GicError) -> &'static str {
     match error {
         GicError::Timeout => "timeout",
         GicError::NoRedistributor { .. } => "no redistributor",
+        GicError::Group0Unavailable => "Group 0 is not the hypervisor's",
     }
 }
 
@@ -307,7 +323,8 @@ fn apply(platform: &Platform, vm: &Vm<'_>, effect: Effect) -> Result<(), GicErro
         Effect::DisablePhysical { hw_intid, .. } if hw_intid >= 32 => platform.gicd.disable_spi(hw_intid),
         Effect::PendPhysical { hw_intid, .. } if hw_intid >= 32 => platform.gicd.set_pending_spi(hw_intid),
         Effect::DeactivatePhysical { hw_intid, .. } if hw_intid >= 32 => platform.gicd.deactivate_spi(hw_intid),
-        _ => Ok(()),
+        // A direct VM's timer PPI lives in its CPU's redistributor (`direct.rs`).
+        _ => crate::direct::apply_private(platform, vm, effect),
     }
 }
 
