@@ -441,6 +441,65 @@ pub mod icc {
         iar
     }
 
+    /// Writes `value` to an SGI-generating register: ICC_SGI1R_EL1 (S3_0_C12_C11_5),
+    /// ICC_SGI0R_EL1 (S3_0_C12_C11_7) or ICC_ASGI1R_EL1 (S3_0_C12_C11_6) (`gicspray`).
+    pub fn write_sgi(register: tessera_guest_baremetal::spray::SgiRegister, value: u64) {
+        use tessera_guest_baremetal::spray::SgiRegister;
+        // SAFETY: generating an SGI has no memory effect; under Tessera the write traps and
+        // the hypervisor decides what is sent (that is what `gicspray` tests).
+        unsafe {
+            match register {
+                SgiRegister::Sgi1r => asm!("msr S3_0_C12_C11_5, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags)),
+                SgiRegister::Sgi0r => asm!("msr S3_0_C12_C11_7, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags)),
+                SgiRegister::Asgi1r => asm!("msr S3_0_C12_C11_6, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags)),
+            }
+        }
+    }
+
+    /// `gicspray`'s writes to the rest of the CPU interface: ICC_PMR_EL1 = 0,
+    /// ICC_IGRPEN0_EL1 = 0, ICC_IGRPEN1_EL1 = 0, ICC_BPR0_EL1 = ICC_BPR1_EL1 = 7, then
+    /// ICC_EOIR0_EL1, ICC_EOIR1_EL1 and ICC_DIR_EL1 of each INTID in `foreign`. Afterwards
+    /// it restores what this guest itself needs (PMR 0xff, BPR1 0, Group 1 on).
+    pub fn spray_cpu_interface(foreign: &[u32]) {
+        // SAFETY: each write changes only GIC CPU-interface state of this CPU (or traps);
+        // none touches memory.
+        unsafe {
+            asm!(
+                "msr S3_0_C4_C6_0, xzr",   // ICC_PMR_EL1
+                "msr S3_0_C12_C12_6, xzr", // ICC_IGRPEN0_EL1
+                "msr S3_0_C12_C12_7, xzr", // ICC_IGRPEN1_EL1
+                "mov {t}, #7",
+                "msr S3_0_C12_C8_3, {t}",  // ICC_BPR0_EL1
+                "msr S3_0_C12_C12_3, {t}", // ICC_BPR1_EL1
+                "isb",
+                t = out(reg) _,
+                options(nomem, nostack, preserves_flags)
+            );
+            for &intid in foreign {
+                asm!(
+                    "msr S3_0_C12_C8_1, {i}",  // ICC_EOIR0_EL1
+                    "msr S3_0_C12_C12_1, {i}", // ICC_EOIR1_EL1
+                    "msr S3_0_C12_C11_1, {i}", // ICC_DIR_EL1
+                    "isb",
+                    i = in(reg) u64::from(intid),
+                    options(nomem, nostack, preserves_flags)
+                );
+            }
+        }
+        set_priority_mask(0xff);
+        set_eoi_mode_0();
+        enable_group1();
+    }
+
+    /// ICC_AP1R0_EL1 (S3_0_C12_C9_0) bit 0: marks priority 0 active, so nothing of lower
+    /// urgency is signalled to this CPU any more (`deafen`).
+    pub fn deafen() {
+        // SAFETY: changes this CPU's active priorities only (it stops taking interrupts).
+        unsafe {
+            asm!("mov {t}, #1", "msr S3_0_C12_C9_0, {t}", "isb", t = out(reg) _, options(nomem, nostack, preserves_flags))
+        };
+    }
+
     /// ICC_EOIR1_EL1 (S3_0_C12_C12_1): priority drop and (EOImode 0) deactivation.
     pub fn end_of_interrupt(intid: u32) {
         // SAFETY: ends an interrupt this CPU acknowledged.

@@ -15,6 +15,8 @@ pub const HELP: &[&str] = &[
     "sched             this VM's RTDS accounting per vCPU (TESSERA_SCHED_STATS)",
     "status            RAM checksum (canary=1), heartbeats, lateness, unexpected interrupts",
     "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
+    "gicspray          SGIs to every target by SGI0R/SGI1R/ASGI1R, PMR/IGRPEN/BPR/EOIR/DIR writes",
+    "deafen            ICC_AP1R0_EL1 bit 0: the highest running priority on this CPU",
     "help              this text",
 ];
 
@@ -42,6 +44,10 @@ pub enum Command<'a> {
     Jitter,
     Sched,
     Status,
+    /// Spray the GIC CPU interface (`spray.rs`).
+    GicSpray,
+    /// Set ICC_AP1R0_EL1 bit 0 (this CPU stops taking any interrupt).
+    Deafen,
     /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
     Wdog {
         ms: Option<u32>,
@@ -69,7 +75,11 @@ impl<'a> Command<'a> {
             "jitter" if no_args => Command::Jitter,
             "sched" if no_args => Command::Sched,
             "status" if no_args => Command::Status,
-            "ping" | "off" | "reset" | "help" | "jitter" | "sched" | "status" => Command::Usage(usage(name)),
+            "gicspray" if no_args => Command::GicSpray,
+            "deafen" if no_args => Command::Deafen,
+            "ping" | "off" | "reset" | "help" | "jitter" | "sched" | "status" | "gicspray" | "deafen" => {
+                Command::Usage(usage(name))
+            }
             "poke" => {
                 let address = first.and_then(hex::parse_u64);
                 let value = match second {
@@ -133,6 +143,9 @@ mod tests {
         assert_eq!(Command::parse("jitter"), Command::Jitter);
         assert_eq!(Command::parse("sched"), Command::Sched);
         assert_eq!(Command::parse("status"), Command::Status);
+        assert_eq!(Command::parse("gicspray"), Command::GicSpray);
+        assert_eq!(Command::parse("deafen"), Command::Deafen);
+        assert!(matches!(Command::parse("gicspray now"), Command::Usage(_)));
     }
 
     #[test]

@@ -723,6 +723,23 @@ impl Shell<'_> {
                 WDOG_TICKS.store(0, Ordering::Relaxed);
                 say!("{name}: wdog: stopped kicking");
             }
+            Command::GicSpray => {
+                let mut writes = 0usize;
+                for intid in 0..16 {
+                    for register in tessera_guest_baremetal::spray::SGI_REGISTERS {
+                        for value in tessera_guest_baremetal::spray::sgi_values(intid) {
+                            arch::icc::write_sgi(register, value);
+                            writes += 1;
+                        }
+                    }
+                }
+                arch::icc::spray_cpu_interface(&tessera_guest_baremetal::spray::FOREIGN_INTIDS);
+                say!("{name}: gicspray done: {writes} sgi writes");
+            }
+            Command::Deafen => {
+                say!("{name}: deafened");
+                arch::icc::deafen();
+            }
             Command::Unknown(word) => say!("unknown command '{word}' (try help)"),
             Command::Usage(usage) => say!("usage: {usage}"),
         }

@@ -17,6 +17,7 @@ pub mod jitter;
 pub mod line;
 pub mod rx;
 pub mod share;
+pub mod spray;
 
 /// The name the guest uses when the device tree's `model` is not `"tessera,<vm>"`.
 pub const NATIVE_NAME: &str = "native";

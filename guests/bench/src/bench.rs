@@ -131,23 +131,33 @@ fn el2_instructions() -> Option<u64> {
 
 /// Records `samples + warmup` rounds of `round` (a sample, or None on a timeout) and reports
 /// them as `bench: <name> <summary>`.
-fn measure(name: &str, args: &Args, mut round: impl FnMut() -> Option<u64>) -> bool {
+fn measure(name: &str, args: &Args, round: impl FnMut() -> Option<u64>) -> bool {
+    match measure_quietly(name, args, round) {
+        Some(summary) => {
+            say!("bench: {name} {summary}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// [`measure`] without the report line, for a caller that reads the EL2 instruction count
+/// right after the last round (a console line is hundreds of trapped writes).
+fn measure_quietly(name: &str, args: &Args, mut round: impl FnMut() -> Option<u64>) -> Option<Summary> {
     for _ in 0..args.warmup {
         if round().is_none() {
             say!("bench: {name} timeout");
-            return false;
+            return None;
         }
     }
     for i in 0..args.samples {
         let Some(sample) = round() else {
             say!("bench: {name} timeout");
-            return false;
+            return None;
         };
         SAMPLES.with(|samples| samples[i] = sample);
     }
-    let summary = SAMPLES.with(|samples| Summary::of(&mut samples[..args.samples]));
-    say!("bench: {name} {summary}");
-    true
+    Some(SAMPLES.with(|samples| Summary::of(&mut samples[..args.samples])))
 }
 
 /// Waits until `flag` is non-zero, spinning or in WFI; returns it, or None after the timeout.
@@ -187,10 +197,11 @@ fn timer_benchmark(args: &Args, wfi: bool) {
     let name = if wfi { "timer_wfi" } else { "timer_spin" };
     let before = el2_instructions();
     let rounds = (args.warmup + args.samples) as u64;
-    if !measure(name, args, || timer_round(args.period_ticks, wfi)) {
+    let Some(summary) = measure_quietly(name, args, || timer_round(args.period_ticks, wfi)) else {
         return;
-    }
+    };
     let after = el2_instructions();
+    say!("bench: {name} {summary}");
     let call = el2_instructions().zip(el2_instructions()).map(|(a, b)| b.wrapping_sub(a));
     if let (Some(before), Some(after), Some(call)) = (before, after, call) {
         let per_irq = after.wrapping_sub(before).saturating_sub(call) / rounds;
