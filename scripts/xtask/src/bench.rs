@@ -23,6 +23,8 @@ pub const CPU: &str = "cortex-a57,cntfrq=1000000000";
 pub const ICOUNT: &str = "shift=0,sleep=off";
 /// The benchmark system (two VMs, four CPUs).
 pub const SYSTEM: &str = "dts/systems/qemu-virt/bench.dts";
+/// The benchmark guest as a direct-interrupt VM (`direct_irq_added`).
+pub const DIRECT_SYSTEM: &str = "dts/systems/qemu-virt/bench-direct.dts";
 /// The Linux system (Linux on 2 CPUs beside the rt guest).
 pub const LINUX_SYSTEM: &str = "dts/systems/qemu-virt/linux.dts";
 /// What Linux's /init prints when the initramfs shell is up (`scripts/linux/init`).
@@ -150,6 +152,8 @@ pub struct Metric {
 pub struct Inputs {
     pub native: GuestReport,
     pub tessera: GuestReport,
+    /// The benchmark guest as a direct-interrupt VM (`DIRECT_SYSTEM`).
+    pub direct: GuestReport,
     pub hv_image_bytes: u64,
     pub hv_ram_bytes: u64,
     /// Linux's `Run /init` printk time natively and under Tessera (ns), if measured.
@@ -294,15 +298,31 @@ pub fn metrics(inputs: &Inputs) -> Vec<Metric> {
         target: "",
         met: None,
     });
+    // Direct mode: the larger of the two added averages (WFI native in both runs).
+    let direct = |name: &str| inputs.direct.summaries.get(name);
+    let direct_added = |name: &str| Some(direct(name)?.avg as f64 - native(name)?.avg as f64);
+    let direct_value = match (direct_added("timer_wfi"), direct_added("timer_spin")) {
+        (Some(wfi), Some(spin)) => Some(wfi.max(spin)),
+        _ => None,
+    };
+    let both = |report: &GuestReport| {
+        let summary = |name: &str| summary_text(report.summaries.get(name));
+        format!("WFI {}; spin {}", summary("timer_wfi"), summary("timer_spin"))
+    };
     rows.push(Metric {
         name: "direct_irq_added",
-        what: "direct-interrupt mode: added latency over native",
-        native: "–".into(),
-        tessera: "not implemented".into(),
-        value: None,
+        what: "direct-interrupt mode (`bench-direct.dts`): virtual-timer IRQ lateness, native WFI and spinning: min / avg / p99 / max ns; value = the larger avg added over native (EL2 instructions per IRQ in brackets)",
+        native: both(&inputs.native),
+        tessera: format!(
+            "{} ({} / {})",
+            both(&inputs.direct),
+            inputs.direct.values.get("el2_per_irq_wfi").map_or("–".into(), u64::to_string),
+            inputs.direct.values.get("el2_per_irq_spin").map_or("–".into(), u64::to_string)
+        ),
+        value: direct_value,
         unit: "ns",
         target: "≤ 10",
-        met: None,
+        met: direct_value.map(|v| v <= 10.0),
     });
     rows
 }
@@ -431,8 +451,11 @@ const NOTES: &str = "## Method\n\n\
   `TESSERA_STATS` read. Per trapped exit: vectors and the world switch about 66, the run\n\
   loop's state checks about 40, ESR decoding about 45; the rest is the vGIC sync/flush checks\n\
   and the handler (a console write costs about 185 more than an HVC: UART model, mux, locks).\n\
-- **Direct-interrupt mode** is not implemented yet (design and threat analysis:\n\
-  `docs/direct-mode.md`).\n";
+- **Direct-interrupt mode** (`docs/direct-mode.md`): the same guest as the only VM of\n\
+  `dts/systems/qemu-virt/bench-direct.dts` (CPUs 1-2, `interrupt-mode = \"direct\"`, so its\n\
+  WFI is native); its timer interrupt goes from the physical GIC straight to EL1. The value\n\
+  is the larger of the WFI and spin averages minus native's; the EL2 instructions per IRQ\n\
+  (same method as above) are in brackets and are 0 when no interrupt enters EL2.\n";
 
 /// Runs `command` (stdout captured, stderr kept apart) until it exits, `stop_at` appears in its
 /// output (then it is killed), or the timeout. Returns stdout.
@@ -555,7 +578,13 @@ pub fn run(ws: &Workspace) -> Result<String> {
     eprintln!("tessera: bench: the guest under Tessera");
     let output = run_capture(tessera, None)?;
     inputs.tessera = parse_guest(&output);
-    if !inputs.tessera.done || !inputs.native.done {
+
+    let built = pipeline::build(ws, &ws.root.join(DIRECT_SYSTEM))?;
+    let direct = tessera_command(&built.image, &bench_dir.join("run-direct"))?;
+    provenance.commands.push(format!("(in {}) {}", bench_dir.join("run-direct").display(), display(&direct)));
+    eprintln!("tessera: bench: the guest as a direct-interrupt VM");
+    inputs.direct = parse_guest(&run_capture(direct, Some("bench: done"))?);
+    if !inputs.tessera.done || !inputs.native.done || !inputs.direct.done {
         eprintln!("tessera: bench: warning: a guest run did not finish (see the table)");
     }
 
@@ -648,7 +677,17 @@ bench: timer_wfi n=1000 min=4 avg=4 p99=4 max=4\r\nbench: el2_per_irq_wfi 5 (cal
         assert_eq!(line("timer_irq_added_spin"), "BENCH timer_irq_added_spin not-measured ns");
         assert_eq!(line("first_guest_insn_ms"), "BENCH first_guest_insn_ms 3 ms");
         assert_eq!(line("linux_boot_ratio"), "BENCH linux_boot_ratio 1.5000 ratio");
-        assert_eq!(line("direct_irq_added"), "BENCH direct_irq_added not-implemented ns");
+        assert_eq!(line("direct_irq_added"), "BENCH direct_irq_added not-measured ns");
+        inputs.native = parse_guest("bench: timer_wfi n=1000 min=4 avg=40 p99=4 max=4\nbench: timer_spin n=1000 min=4 avg=30 p99=4 max=4\n");
+        inputs.direct = parse_guest(
+            "[bench] bench: timer_wfi n=1000 min=4 avg=43 p99=4 max=4\n[bench] bench: el2_per_irq_wfi 0 (call 240)\n\
+             [bench] bench: timer_spin n=1000 min=4 avg=42 p99=4 max=4\n[bench] bench: el2_per_irq_spin 0 (call 240)\n",
+        );
+        let rows = metrics(&inputs);
+        let direct = rows.iter().find(|r| r.name == "direct_irq_added").unwrap();
+        assert_eq!(bench_line(direct), "BENCH direct_irq_added 12 ns", "the larger of +3 (WFI) and +12 (spin)");
+        assert_eq!(direct.met, Some(false));
+        assert!(direct.tessera.ends_with("(0 / 0)"), "{}", direct.tessera);
         assert_eq!(line("hv_image_bytes"), "BENCH hv_image_bytes 1000 bytes");
         let wfi = rows.iter().find(|r| r.name == "timer_irq_added_wfi").unwrap();
         assert_eq!(wfi.met, Some(false));
