@@ -18,12 +18,12 @@ cargo build --release --target aarch64-unknown-none -p tessera-guest-baremetal -
 
 echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p tessera-kernel -p tessera-arch --all-targets --features tessera-kernel/rtds,tessera-kernel/watchdog -- -D warnings
+cargo clippy -p tessera-kernel -p tessera-arch --all-targets --features tessera-kernel/rtds,tessera-kernel/watchdog,tessera-kernel/direct -- -D warnings
 # The hypervisor crates for the target too: their asm paths are compiled out on the host.
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -p tessera-kernel \
     -p tessera-arch -p tessera-drivers -p tessera-core -p tessera-vdev -p tessera-config -- -D warnings
 cargo clippy --release --target aarch64-unknown-none-softfloat -p tessera-qemu-virt -p tessera-kernel \
-    -p tessera-arch --features tessera-qemu-virt/rtds,tessera-qemu-virt/watchdog -- -D warnings
+    -p tessera-arch --features tessera-qemu-virt/rtds,tessera-qemu-virt/watchdog,tessera-qemu-virt/direct -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-guest-baremetal -p tessera-guest-bench -p tessera-guest-attack -- -D warnings
 cargo clippy --release --target aarch64-unknown-none -p tessera-linux-udp-echo -- -D warnings
 
