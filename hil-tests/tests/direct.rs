@@ -13,6 +13,7 @@ use std::time::Duration;
 use hil_tests::{EXPECT_TIMEOUT, QemuOptions, Target, boot_system, mux_switch};
 
 const SYSTEM: &str = "hil-tests/systems/direct.dts";
+const DEAF_SYSTEM: &str = "hil-tests/systems/direct-deaf.dts";
 const BENCH_SYSTEM: &str = "dts/systems/qemu-virt/bench-direct.dts";
 const RT: &str = "rt";
 const VICTIM: &str = "victim";
@@ -21,7 +22,11 @@ const VICTIM_HEARTBEAT_NS: u64 = 1_000_000_000;
 const HARD_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn boot() -> Box<dyn Target> {
-    boot_system(Path::new(SYSTEM), QemuOptions::default().hard_timeout(HARD_TIMEOUT)).unwrap()
+    boot_dts(SYSTEM)
+}
+
+fn boot_dts(dts: &str) -> Box<dyn Target> {
+    boot_system(Path::new(dts), QemuOptions::default().hard_timeout(HARD_TIMEOUT)).unwrap()
 }
 
 /// Both guests are up and their timers tick; the console focus is on `rt` (VM index 1).
@@ -30,6 +35,7 @@ fn wait_ready(target: &mut dyn Target) {
     target.expect_line_from(VICTIM, "victim: rt mode: gicv3", EXPECT_TIMEOUT).unwrap();
     target.expect_line_from(VICTIM, "victim: heartbeat 1 late", EXPECT_TIMEOUT).unwrap();
     // No console interrupt reaches a direct guest: it polls its UART.
+    target.expect_line_from(RT, "rt: cpu 1 up", EXPECT_TIMEOUT).unwrap();
     target.expect_line_from(RT, "uart polled", EXPECT_TIMEOUT).unwrap();
     target.expect_line_from(RT, "rt: heartbeat 3 late", EXPECT_TIMEOUT).unwrap();
     focus(target, 1, RT);
@@ -167,6 +173,40 @@ fn direct_deaf_guest_silences_only_itself() {
     target.expect_line_from(VICTIM, "unexpected_irqs=0", EXPECT_TIMEOUT).unwrap();
     let after_beats = target.console().count_from(VICTIM, "victim: heartbeat ", deaf);
     assert!(after_beats >= 2, "the victim's heartbeat stopped too ({after_beats} beats in 3 s; before: {before:?})");
+}
+
+/// A direct guest whose second CPU made itself deaf (ICC_AP1R0_EL1 bit 0, `deaf=1`) asks for
+/// a restart (PSCI SYSTEM_RESET from its first CPU). The hypervisor's Group 0 kick cannot
+/// reach the deaf CPU: the wait for it ends after its bound (1 s) with a log line naming the
+/// vCPU, the restart becomes a stop, and the victim is untouched throughout.
+#[test]
+fn direct_restart_of_a_deaf_cpu_is_bounded() {
+    let mut target = boot_dts(DEAF_SYSTEM);
+    target.expect_line_from(RT, "rt: cpu 1 deafened", EXPECT_TIMEOUT).unwrap();
+    wait_ready(target.as_mut());
+    let before = status(target.as_mut(), 0, VICTIM);
+    let hv_before = target.hv_log().unwrap().len();
+    let reset = target.mark();
+    let asked = std::time::Instant::now();
+    target.send(b"reset\r").unwrap();
+    target.expect_line_from("hv", "VM rt: restarting (PSCI SYSTEM_RESET)", EXPECT_TIMEOUT).unwrap();
+    target.console().set_mark(reset);
+    target.expect_line_from("hv", "VM rt: stopped (a vCPU did not leave the guest for a restart)", EXPECT_TIMEOUT).unwrap();
+    let took = asked.elapsed();
+    println!("restart of a deaf direct VM ended as a stop after {took:?}");
+    let log = target.hv_log().unwrap();
+    let said: Vec<&String> = log[hv_before..].iter().filter(|line| line.contains("VM rt")).collect();
+    for expected in ["vCPU 1 did not leave the guest", "vCPU 1 is deaf to the hypervisor's Group 0 kick", "not restarted; stopping it instead"] {
+        assert!(said.iter().any(|line| line.contains(expected)), "no {expected:?} in the log: {said:?}");
+    }
+    target.console().set_mark(reset);
+    target.console().assert_absent_from(RT, "hello from rt", reset).unwrap();
+    target.console().expect_count_from(VICTIM, "victim: heartbeat ", 2, EXPECT_TIMEOUT).unwrap();
+    let after = status(target.as_mut(), 0, VICTIM);
+    assert!(after.beats > before.beats, "{before:?} -> {after:?}");
+    assert!(after.window_max_late_ns < VICTIM_HEARTBEAT_NS, "a victim heartbeat was missed: {after:?}");
+    assert_eq!((after.unexpected_irqs, after.intact.as_str()), (0, "yes"), "{after:?}");
+    assert!(target.wait_exit(Duration::ZERO).is_none(), "the system keeps running");
 }
 
 /// The benchmark guest in direct mode, under `-icount`: TESSERA_STATS (EL2 instructions on

@@ -9,6 +9,7 @@
 //! | `share` | decimal milliseconds, > 0 | at boot, busy-loop that long and print the CPU share it got |
 //! | `canary` | `1` (or `0`) | fill free RAM with a pattern and checksum RAM (`status`): the isolation tests' victim |
 //! | `wdog` | decimal milliseconds (`0`: off) | kick Tessera's VM watchdog (`TESSERA_WDOG_KICK`) every period from boot |
+//! | `deaf` | `1` (or `0`) | each secondary CPU sets ICC_AP1R0_EL1 bit 0 before it parks (direct-mode tests) |
 //!
 //! Unknown keys and bad values are reported through a callback and otherwise ignored, so a
 //! typo never stops the guest from booting.
@@ -31,6 +32,8 @@ pub struct Bootargs {
     pub canary: bool,
     /// Watchdog kick period in milliseconds.
     pub wdog_ms: Option<u32>,
+    /// Secondaries make themselves deaf to every interrupt before they park.
+    pub deaf: bool,
 }
 
 /// Why one bootargs word was ignored.
@@ -101,6 +104,13 @@ impl Bootargs {
                     }
                     None => false,
                 },
+                "deaf" => match flag(value) {
+                    Some(on) => {
+                        args.deaf = on;
+                        true
+                    }
+                    None => false,
+                },
                 "wdog" => match hex::parse_decimal_u32(value) {
                     Some(ms) => {
                         args.wdog_ms = (ms != 0).then_some(ms);
@@ -156,7 +166,7 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 canary=1 wdog=100 share=2000");
+        let (args, problems) = parse("heartbeat=250 smp=1  poke=0x10000000 rt=1 canary=1 wdog=100 share=2000 deaf=1");
         assert!(problems.is_empty());
         assert_eq!(
             args,
@@ -168,6 +178,7 @@ mod tests {
                 share_ms: Some(2000),
                 canary: true,
                 wdog_ms: Some(100),
+                deaf: true,
             }
         );
         assert_eq!(parse("share=0").1, vec![Problem::BadValue("share=0")]);
@@ -175,7 +186,7 @@ mod tests {
 
     #[test]
     fn later_words_override_and_zero_disables() {
-        let (args, _) = parse("heartbeat=100 smp=1 rt=1 canary=1 wdog=50 heartbeat=0 smp=0 rt=0 canary=0 wdog=0");
+        let (args, _) = parse("heartbeat=100 smp=1 rt=1 canary=1 wdog=50 deaf=1 heartbeat=0 smp=0 rt=0 canary=0 wdog=0 deaf=0");
         assert_eq!(args, Bootargs::default());
     }
 

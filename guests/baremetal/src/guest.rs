@@ -37,6 +37,8 @@ static UART_BASE: AtomicUsize = AtomicUsize::new(FALLBACK_UART);
 static NAME: arch::SharedStr = arch::SharedStr::new();
 static CONDUIT_IS_SMC: AtomicBool = AtomicBool::new(false);
 /// Set by each secondary once it has printed its line.
+/// `deaf=1`: secondaries set ICC_AP1R0_EL1 bit 0 before they park.
+static DEAF_SECONDARIES: AtomicBool = AtomicBool::new(false);
 static CPU_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// How long to wait for a secondary to report, in counter ticks (set from CNTFRQ).
 static CPU_UP_TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(0);
@@ -238,6 +240,7 @@ extern "C" fn primary_main(dtb_address: u64) -> ! {
         fill_canary(&platform, dtb_address, blob.len() as u64);
     }
     if args.smp {
+        DEAF_SECONDARIES.store(args.deaf, Ordering::Release);
         start_secondaries(&platform);
     }
     if let Some(ms) = args.share_ms {
@@ -434,6 +437,12 @@ extern "C" fn secondary_main(index: u64) -> ! {
     say!("{name}: cpu {index} up (mpidr {:#x})", arch::mpidr_el1());
     if let Some(flag) = usize::try_from(index).ok().and_then(|i| CPU_UP.get(i)) {
         flag.store(true, Ordering::Release);
+    }
+    if DEAF_SECONDARIES.load(Ordering::Acquire) {
+        // The CPU interface of this CPU must use system registers first.
+        arch::icc::enable_system_registers();
+        arch::icc::deafen();
+        say!("{name}: cpu {index} deafened");
     }
     arch::park()
 }

@@ -389,7 +389,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     if !tessera_arch::pmu::init_el2_counter() {
         defmt::warn!("CPU {=usize}: no PMU event counter; TESSERA_STATS reads 0", cpu);
     }
-    if cpu == 0 {
+    if cpu == tessera_config::CONSOLE_CPU as usize {
         console::enable_input(platform, mpidr);
     }
     boot_load(platform, cpu);
