@@ -131,14 +131,12 @@ pub(crate) fn cpu_main(platform: &'static Platform, cpu: usize, vm_index: usize,
             if redistributor.init(0).is_err() {
                 defmt::error!("CPU {=usize}: redistributor did not wake", cpu);
             }
-            let guest = guest_private(platform);
-            // The guest's SGIs are enabled from the start (its own PSTATE.I and
-            // ICC_IGRPEN1_EL1 mask them); its timer PPI when it enables it in its vGIC.
+            // The guest's SGIs and timer PPI are enabled when it enables them in its vGIC.
             redistributor.init_direct(
                 hypervisor_private(platform),
                 direct::HYPERVISOR_PRIORITY,
-                guest,
-                0xffff,
+                guest_private(platform),
+                0,
                 direct::physical_priority(0),
             );
         }
@@ -200,14 +198,14 @@ pub(crate) fn cpu_main(platform: &'static Platform, cpu: usize, vm_index: usize,
 
 /// This CPU leaves its direct vCPU (the VM stopped or restarts, or the vCPU is off): nothing
 /// the guest left in the physical GIC may stay. Its timer stops; its active priorities and
-/// Group 1 enable are cleared; its SGIs and timer PPI lose pending and active state, the
-/// timer PPI is disabled and their priorities go back to the reset value.
+/// Group 1 enable are cleared; its SGIs and timer PPI are disabled, lose pending and active
+/// state, and their priorities go back to the reset value.
 fn leave(platform: &Platform, vm: &Vm<'_>, vcpu_index: usize) {
     tessera_arch::guest::disable_virtual_timer();
     tessera_arch::gic_cpu::clear_guest_cpu_interface();
     let guest = guest_private(platform);
     if let Some(redistributor) = redistributor_of(platform, vm, vcpu_index) {
-        redistributor.set_enabled(1 << platform.board.timer.virt, false);
+        redistributor.set_enabled(guest, false);
         redistributor.clear_private(guest);
         for intid in (0..32).filter(|n| guest & (1 << n) != 0) {
             redistributor.set_priority(intid, direct::physical_priority(0));
@@ -262,17 +260,27 @@ fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &m
             regs.elr = regs.elr.wrapping_add(4);
         }
         Exit::DataAbort(abort) if abort.write => {
-            let touches_priorities = match vgic::frame_of(platform.board, vm, abort.ipa) {
+            let frame = vgic::frame_of(platform.board, vm, abort.ipa);
+            let (touches_priorities, touches_enables) = match frame {
                 // GICD_ISENABLER (re-enabling an SPI resets its physical priority) and
                 // GICD_IPRIORITYR (IHI 0069 12.9).
-                Some(vgic::Frame::Distributor { offset }) => (0x100..0x180).contains(&offset) || (0x400..0x800).contains(&offset),
-                // GICR_IPRIORITYR<n> in the SGI frame (IHI 0069 12.10).
-                Some(vgic::Frame::Redistributor { offset, .. }) => (0x1_0400..0x1_0420).contains(&offset),
-                None => false,
+                Some(vgic::Frame::Distributor { offset }) => {
+                    ((0x100..0x180).contains(&offset) || (0x400..0x800).contains(&offset), None)
+                }
+                // GICR_IPRIORITYR<n>, GICR_ISENABLER0 and GICR_ICENABLER0 in the SGI frame
+                // (IHI 0069 12.10).
+                Some(vgic::Frame::Redistributor { vcpu, offset }) => (
+                    (0x1_0400..0x1_0420).contains(&offset),
+                    (offset == 0x1_0100 || offset == 0x1_0180).then_some(vcpu),
+                ),
+                None => (false, None),
             };
             run::handle_sync(platform, vm_index, vcpu_index, regs);
             if touches_priorities {
                 set_physical_priorities(platform, vm_index);
+            }
+            if let Some(vcpu) = touches_enables {
+                set_physical_sgi_enables(platform, vm_index, vcpu);
             }
         }
         _ => run::handle_sync(platform, vm_index, vcpu_index, regs),
@@ -300,6 +308,20 @@ fn send_guest_sgi(platform: &Platform, vm: &Vm<'_>, vcpu_index: usize, value: u6
             "VM {=str}: SGI {=u32} not sent ({}; logged once)",
             vm.name, decision.intid, decision.dropped
         );
+    }
+}
+
+/// Enables and disables vCPU `vcpu_index`'s SGIs on its CPU's redistributor as the guest did
+/// in its vGIC (its timer PPI follows the model's `EnablePhysical`/`DisablePhysical`
+/// effects, [`apply_private`]). The hypervisor's SGIs are never touched.
+fn set_physical_sgi_enables(platform: &Platform, vm_index: usize, vcpu_index: usize) {
+    let vm = &platform.system.vms[vm_index];
+    let sgis = guest_private(platform) & 0xffff;
+    if let (Some(enabled), Some(redistributor)) =
+        (vgic::private_enables(vm_index, vcpu_index), redistributor_of(platform, vm, vcpu_index))
+    {
+        redistributor.set_enabled(sgis & enabled, true);
+        redistributor.set_enabled(sgis & !enabled, false);
     }
 }
 

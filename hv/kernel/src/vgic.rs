@@ -233,6 +233,14 @@ pub fn priority(vm_index: usize, vcpu_index: usize, intid: u32) -> Option<u8> {
     Some((value >> (8 * (intid % 4))) as u8)
 }
 
+/// GICR_ISENABLER0 of vCPU `vcpu_index` as the guest set it in its vGIC (bit n = SGI/PPI n
+/// enabled), for a direct VM's physical redistributor.
+pub fn private_enables(vm_index: usize, vcpu_index: usize) -> Option<u32> {
+    let tracked = vgic(vm_index)?.lock();
+    // GICR_ISENABLER0, in the SGI frame (IHI 0069 12.10.14).
+    tracked.model.redist_read(vcpu_index, 0x1_0100, Width::Word).ok().map(|value| value as u32)
+}
+
 /// True if `vcpu` has an interrupt to take (wakes it from a trapped WFI).
 pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
     vgic(vm_index).is_some_and(|vgic| vgic.lock().model.has_pending(vcpu_index))
