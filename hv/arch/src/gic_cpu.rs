@@ -75,6 +75,29 @@ pub fn init_cpu_interface() {
     // registers, IHI 0069 4.4).
     regs::set_icc_ctlr_el1(regs::icc_ctlr_el1() | 0b10);
     regs::set_icc_igrpen1_el1(1);
+    let empty = (1u64 << list_register_count()) - 1;
+    crate::cpu::set_fast_path_field(crate::cpu::FastPathField::LrsEmpty, empty);
+}
+
+/// Turns the virtual-timer fast path of the exception vectors on for the vCPU that runs on
+/// this CPU (`vectors.S`, `guest_irq` and `guest_wfx`), or off with 0. `lr` is the
+/// ICH_LR0_EL2 value that makes the timer pending (HW-linked, the guest's priority; its low
+/// 32 bits are the INTID the physical timer interrupt has). The caller reserves list register
+/// 0 for it: nothing else may load that list register while the fast path can be on.
+pub fn set_timer_fast_path(lr: u64) {
+    crate::cpu::set_fast_path_field(crate::cpu::FastPathField::TimerLr, lr);
+}
+
+/// The interrupt a fast path acknowledged but left to the kernel (then its exit is an IRQ
+/// exit), if any; handled like one `acknowledge` just returned. Taking it clears it.
+pub fn take_stashed() -> Option<u32> {
+    let intid = crate::cpu::set_fast_path_field(crate::cpu::FastPathField::Stashed, u64::from(SPURIOUS)) as u32;
+    (intid < SPURIOUS - 3).then_some(intid)
+}
+
+/// ICH_LR<n>_EL2.State (bits \[63:62\]) has the pending bit set.
+pub const fn lr_is_pending(lr: u64) -> bool {
+    lr & (1 << 62) != 0
 }
 
 /// Acknowledges the highest-priority pending Group 1 interrupt; `SPURIOUS` if none.

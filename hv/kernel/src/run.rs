@@ -337,6 +337,7 @@ pub(crate) fn leave_generation(platform: &Platform) {
         tessera_arch::gic_cpu::write_lr(n, 0);
     }
     tessera_arch::gic_cpu::set_virtual_interface(false, false);
+    tessera_arch::gic_cpu::set_timer_fast_path(0);
     tessera_arch::guest::disable_virtual_timer();
     tessera_arch::gic_cpu::deactivate(platform.board.timer.virt);
 }
@@ -385,6 +386,10 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         // Not reached: `boot_primary` refuses an rtds system without the feature.
         #[cfg(not(feature = "rtds"))]
         tessera_arch::cpu::halt();
+    }
+    if !rtds {
+        // One vCPU here for good: the vectors may forward its virtual timer themselves.
+        vgic::enable_timer_fast_path();
     }
     let Some((vm_index, vcpu_index)) = assignment else {
         loop {
@@ -436,7 +441,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 slot.in_guest.store(false, Ordering::Release);
                 break;
             }
-            vgic::flush(vm_index, vcpu_index);
+            vgic::flush(vm_index, vcpu_index, platform.board.timer.virt);
             let kind = tessera_arch::guest::enter(&mut regs);
             let kick = vgic::sync(vm_index, vcpu_index);
             kick_vcpus(platform, vm_index, kick);
@@ -455,7 +460,10 @@ fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: us
     let runtime = &VMS[vm_index];
     let generation = runtime.generation();
     let slot = &runtime.vcpus[vcpu_index];
-    while !vgic::has_pending(vm_index, vcpu_index)
+    // What ended the vectors' own wait (`guest_wfx`), if they waited, is stashed: handle it
+    // before deciding whether to wait.
+    handle_interrupts(platform, Some((vm_index, vcpu_index)));
+    while !vgic::has_pending_here(vm_index, vcpu_index)
         && runtime.generation() == generation
         && slot.power() == PowerState::On
     {
@@ -480,8 +488,10 @@ pub(crate) fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
 /// Acknowledges and handles every pending physical interrupt (bounded). `current` is the
 /// vCPU this CPU was running, if it left a guest for this.
 pub(crate) fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
+    // One the vectors' fast path acknowledged and left to us comes first.
+    let mut stashed = tessera_arch::gic_cpu::take_stashed();
     for _ in 0..64 {
-        let intid = tessera_arch::gic_cpu::acknowledge();
+        let intid = stashed.take().unwrap_or_else(tessera_arch::gic_cpu::acknowledge);
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
             return;
         }

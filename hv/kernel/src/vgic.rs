@@ -9,6 +9,8 @@
 //! Lock order: a VM's `uart` lock may be held when its `VGICS` lock is taken, never the
 //! reverse; `GICD` (the physical distributor) is innermost.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use tessera_config::{Board, Vm};
 use tessera_core::vcpu;
 use tessera_drivers::gicv3::GicError;
@@ -50,6 +52,27 @@ impl Tracked {
 }
 
 static VGICS: [spin::Once<spin::Mutex<Tracked>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
+
+/// CPUs whose list register 0 is reserved for the virtual-timer fast path of the vectors
+/// (`enable_timer_fast_path`): null-pool CPUs, which run one vCPU for good. The model loads
+/// list registers 1.. there; the fast path gets the timer's List Register value from the
+/// model at each flush (`Vgic::hw_private_lr`).
+static TIMER_FAST_PATH: [AtomicBool; tessera_arch::MAX_CPUS] = [const { AtomicBool::new(false) }; tessera_arch::MAX_CPUS];
+
+/// Reserves this CPU's list register 0 for the virtual-timer fast path (before its vCPU first
+/// runs; the fast path itself turns on at the next flush).
+pub fn enable_timer_fast_path() {
+    if let Some(flag) = TIMER_FAST_PATH.get(tessera_arch::cpu::index()) {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The first list register the model uses on this CPU.
+fn lr_base() -> usize {
+    TIMER_FAST_PATH
+        .get(tessera_arch::cpu::index())
+        .is_some_and(|flag| flag.load(Ordering::Relaxed)) as usize
+}
 
 /// Serializes the read-modify-write register updates on the physical distributor.
 static GICD: spin::Mutex<()> = spin::Mutex::new(());
@@ -118,7 +141,7 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 }
 
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
-pub fn flush(vm_index: usize, vcpu_index: usize) {
+pub fn flush(vm_index: usize, vcpu_index: usize, timer: u32) {
     let Some(vgic) = vgic(vm_index) else { return };
     let tracked = vgic.lock();
     let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
@@ -127,15 +150,21 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
         // what this flush would write. (Checked first: this is most exits.)
         return;
     }
-    flush_now(tracked, vcpu_index);
+    flush_now(tracked, vcpu_index, timer);
 }
 
 /// The flush proper, kept out of line so that the check above, which most exits stop at,
 /// stays small (no large prologue).
 #[inline(never)]
-fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
-    let count = tessera_arch::gic_cpu::list_register_count();
+fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, timer: u32) {
+    let base = lr_base();
+    let count = tessera_arch::gic_cpu::list_register_count().saturating_sub(base);
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
+    if base != 0 {
+        // The fast path's value follows the guest's configuration of its timer PPI, which
+        // only a change of the model (a new epoch, hence this flush) can alter.
+        tessera_arch::gic_cpu::set_timer_fast_path(tracked.model.hw_private_lr(vcpu_index, timer));
+    }
     let (flush, write) = {
         let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
         if flush.used != 0 || flush.more_pending {
@@ -152,7 +181,7 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
         (flush, write)
     };
     for (n, &lr) in lrs[..write].iter().enumerate() {
-        tessera_arch::gic_cpu::write_lr(n, lr);
+        tessera_arch::gic_cpu::write_lr(base + n, lr);
     }
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
 }
@@ -190,8 +219,9 @@ pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
 #[inline(never)]
 fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used: usize) -> u32 {
     let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
+    let base = lr_base();
     for (n, lr) in lrs[..used].iter_mut().enumerate() {
-        *lr = tessera_arch::gic_cpu::read_lr(n);
+        *lr = tessera_arch::gic_cpu::read_lr(base + n);
     }
     tracked.changing().sync(vcpu_index, &lrs[..used])
 }
@@ -221,6 +251,13 @@ pub fn send_sgi(vm_index: usize, sender: usize, value: u64) -> u32 {
 /// True if `vcpu` has an interrupt to take (wakes it from a trapped WFI).
 pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
     vgic(vm_index).is_some_and(|vgic| vgic.lock().model.has_pending(vcpu_index))
+}
+
+/// `has_pending` for the vCPU running on this CPU, whose virtual timer the fast path may have
+/// made pending in list register 0 (the model does not know about it).
+pub fn has_pending_here(vm_index: usize, vcpu_index: usize) -> bool {
+    (lr_base() != 0 && tessera_arch::gic_cpu::lr_is_pending(tessera_arch::gic_cpu::read_lr(0)))
+        || has_pending(vm_index, vcpu_index)
 }
 
 /// Which trapped frame an IPA falls in.

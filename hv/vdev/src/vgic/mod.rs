@@ -1113,6 +1113,41 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
         kick
     }
 
+    /// The List Register value that makes private interrupt `hw_intid` (a PPI linked to a
+    /// physical one, the virtual timer) pending on `vcpu`, HW-linked, with the guest's
+    /// priority, for a forwarding fast path that loads it without the model when the physical
+    /// interrupt fires; 0 when the guest could not take it now (disabled, Group 1 off), so the
+    /// fast path leaves it to [`hw_fired`](Self::hw_fired). The model keeps no state for an
+    /// interrupt forwarded so: the physical interrupt stays active until the guest's EOI
+    /// deactivates it, so it cannot fire again while that List Register is in use.
+    #[must_use]
+    pub fn hw_private_lr(&self, vcpu: usize, hw_intid: u32) -> u64 {
+        if vcpu >= self.vcpu_count || !self.enable_grp1 {
+            return 0;
+        }
+        // Linked PPIs keep their INTID (the virtual timer), so look there first: this runs at
+        // every flush of a fast-path CPU.
+        let same = hw_intid as usize;
+        let intid = if self.private_hw.get(same) == Some(&Some(hw_intid)) {
+            same
+        } else {
+            match self.private_hw.iter().position(|&hw| hw == Some(hw_intid)) {
+                Some(intid) => intid,
+                None => return 0,
+            }
+        };
+        let st = &self.redists[vcpu].irqs[intid];
+        if !st.enabled {
+            return 0;
+        }
+        (1 << lr::STATE_SHIFT)
+            | lr::HW
+            | lr::GROUP1
+            | (u64::from(st.priority) << lr::PRIORITY_SHIFT)
+            | (u64::from(hw_intid) << lr::PINTID_SHIFT)
+            | intid as u64
+    }
+
     /// Whether `vcpu` has an interrupt it could take now: wake it from WFI.
     #[must_use]
     pub fn has_pending(&self, vcpu: usize) -> bool {
