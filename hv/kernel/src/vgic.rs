@@ -9,7 +9,7 @@
 //! Lock order: a VM's `uart` lock may be held when its `VGICS` lock is taken, never the
 //! reverse; `GICD` (the physical distributor) is innermost.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use tessera_config::{Board, Vm};
 use tessera_core::vcpu;
@@ -32,6 +32,8 @@ pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 /// write the same values. Syncing reads back only the list registers in use, and none when
 /// the last flush loaded nothing (the guest cannot have changed an empty one).
 pub struct Tracked {
+    /// The VM's index (its `QUICK` entry).
+    vm: usize,
     model: Vgic,
     epoch: u64,
     current: [Option<u64>; MAX_VCPUS],
@@ -46,12 +48,51 @@ pub struct Tracked {
 impl Tracked {
     /// The model, for a change: the epoch moves on.
     fn changing(&mut self) -> &mut Vgic {
-        self.epoch = self.epoch.wrapping_add(1);
+        self.set_epoch(self.epoch.wrapping_add(1));
         &mut self.model
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        QUICK[self.vm].epoch.store(epoch, Ordering::Release);
+    }
+
+    fn set_current(&mut self, vcpu: usize, epoch: Option<u64>) {
+        if let (Some(current), Some(quick)) = (self.current.get_mut(vcpu), QUICK[self.vm].current.get(vcpu)) {
+            *current = epoch;
+            quick.store(epoch.unwrap_or(NO_EPOCH), Ordering::Relaxed);
+        }
+    }
+
+    fn set_used(&self, vcpu: usize, used: usize) {
+        if let Some(quick) = QUICK[self.vm].used.get(vcpu) {
+            quick.store(used as u8, Ordering::Relaxed);
+        }
     }
 }
 
 static VGICS: [spin::Once<spin::Mutex<Tracked>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
+
+/// Copies of what the run loop checks on every exit, readable without the VM's vGIC lock:
+/// the epoch, each vCPU's `current` (`NO_EPOCH` for none) and the list registers its last
+/// flush filled. Written under the lock. A check that reads a stale epoch misses only a change
+/// made by another CPU at that moment, which kicks this vCPU (an exit, another flush) as the
+/// change does with the lock too.
+struct Quick {
+    epoch: AtomicU64,
+    current: [AtomicU64; MAX_VCPUS],
+    used: [AtomicU8; MAX_VCPUS],
+}
+
+const NO_EPOCH: u64 = u64::MAX;
+
+static QUICK: [Quick; MAX_VMS] = [const {
+    Quick {
+        epoch: AtomicU64::new(0),
+        current: [const { AtomicU64::new(NO_EPOCH) }; MAX_VCPUS],
+        used: [const { AtomicU8::new(0) }; MAX_VCPUS],
+    }
+}; MAX_VMS];
 
 /// CPUs whose list register 0 is reserved for the virtual-timer fast path of the vectors
 /// (`enable_timer_fast_path`): null-pool CPUs, which run one vCPU for good. The model loads
@@ -87,7 +128,10 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     if let Some(existing) = VGICS[index].get() {
         let mut tracked = existing.lock();
         tracked.changing().reset();
-        tracked.current = [None; MAX_VCPUS];
+        for vcpu in 0..MAX_VCPUS {
+            tracked.set_current(vcpu, None);
+            tracked.set_used(vcpu, 0);
+        }
         tracked.last_level = None;
         tracked.written = [u8::MAX; MAX_VCPUS];
         return true;
@@ -116,6 +160,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     match Vgic::new(&config) {
         Ok(vgic) => {
             VGICS[index].call_once(|| spin::Mutex::new(Tracked {
+                    vm: index,
                     model: vgic,
                     epoch: 0,
                     current: [None; MAX_VCPUS],
@@ -142,7 +187,11 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
 pub fn flush(vm_index: usize, vcpu_index: usize, timer: u32) {
-    let Some(vgic) = vgic(vm_index) else { return };
+    let (Some(quick), Some(vgic)) = (QUICK.get(vm_index), vgic(vm_index)) else { return };
+    if quick.current.get(vcpu_index).map(|c| c.load(Ordering::Relaxed)) == Some(quick.epoch.load(Ordering::Acquire)) {
+        // Nothing changed since the last flush (most exits): no lock taken.
+        return;
+    }
     let tracked = vgic.lock();
     let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
     if current == Some(tracked.epoch) {
@@ -169,10 +218,12 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, time
         let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
         if flush.used != 0 || flush.more_pending {
             // Loading changed the model (pending state moved into list registers).
-            tracked.epoch = tracked.epoch.wrapping_add(1);
+            let epoch = tracked.epoch.wrapping_add(1);
+            tracked.set_epoch(epoch);
         }
         let epoch = tracked.epoch;
-        tracked.current[vcpu_index] = Some(epoch);
+        tracked.set_current(vcpu_index, Some(epoch));
+        tracked.set_used(vcpu_index, flush.used);
         // Whatever the CPU held at boot (`u8::MAX`) is cleared once; after that only the list
         // registers the last flush filled can be non-zero.
         let write = usize::from(tracked.written[vcpu_index]).max(flush.used).min(count);
@@ -192,11 +243,8 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, time
 pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
     if let Some(vgic) = vgic(vm_index) {
         let mut tracked = vgic.lock();
-        let tracked = &mut *tracked;
-        if let (Some(current), Some(written)) =
-            (tracked.current.get_mut(vcpu_index), tracked.written.get_mut(vcpu_index))
-        {
-            *current = None;
+        tracked.set_current(vcpu_index, None);
+        if let Some(written) = tracked.written.get_mut(vcpu_index) {
             *written = u8::MAX;
         }
     }
@@ -204,6 +252,11 @@ pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
 
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
+    let quick_used = QUICK.get(vm_index).and_then(|quick| quick.used.get(vcpu_index));
+    if quick_used.is_none_or(|used| used.load(Ordering::Relaxed) == 0) {
+        // Nothing loaded (most exits): no lock taken.
+        return 0;
+    }
     let Some(vgic) = vgic(vm_index) else { return 0 };
     let tracked = vgic.lock();
     // Only the list registers the last flush filled can hold anything; with none filled,
@@ -223,7 +276,9 @@ fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used:
     for (n, lr) in lrs[..used].iter_mut().enumerate() {
         *lr = tessera_arch::gic_cpu::read_lr(base + n);
     }
-    tracked.changing().sync(vcpu_index, &lrs[..used])
+    let kick = tracked.changing().sync(vcpu_index, &lrs[..used]);
+    tracked.set_used(vcpu_index, 0);
+    kick
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.
