@@ -21,8 +21,8 @@ pub struct PerCpu {
     pub timer_lr: u64,
     /// ICH_ELRSR_EL2 with every implemented list register empty.
     pub lrs_empty: u64,
-    /// An INTID a fast path acknowledged but left to the kernel (`gic_cpu::take_stashed`);
-    /// `gic_cpu::SPURIOUS` when none.
+    /// An INTID a fast path acknowledged but left to the kernel (`gic_cpu::take_stashed`),
+    /// plus one; 0 when none (so the block is all zeros, in BSS).
     pub stashed: u64,
 }
 
@@ -38,7 +38,7 @@ static mut TESSERA_PER_CPU: [PerCpu; MAX_CPUS] = {
         fault_sp: 0,
         timer_lr: 0,
         lrs_empty: 0,
-        stashed: crate::gic_cpu::SPURIOUS as u64,
+        stashed: 0,
     };
     [EMPTY; MAX_CPUS]
 };
@@ -132,7 +132,7 @@ pub fn counter_frequency() -> u64 {
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
     pub fn index() -> usize { 0 }
-    pub fn set_fast_path_field(_: super::FastPathField, _: u64) -> u64 { crate::gic_cpu::SPURIOUS as u64 }
+    pub fn set_fast_path_field(_: super::FastPathField, _: u64) -> u64 { 0 }
     pub fn mpidr() -> u64 { 0 }
     pub fn wait_for_event() {}
     pub fn wait_for_interrupt() {}

@@ -91,7 +91,9 @@ pub fn set_timer_fast_path(lr: u64) {
 /// The interrupt a fast path acknowledged but left to the kernel (then its exit is an IRQ
 /// exit), if any; handled like one `acknowledge` just returned. Taking it clears it.
 pub fn take_stashed() -> Option<u32> {
-    let intid = crate::cpu::set_fast_path_field(crate::cpu::FastPathField::Stashed, u64::from(SPURIOUS)) as u32;
+    // Stored plus one (0: none).
+    let stored = crate::cpu::set_fast_path_field(crate::cpu::FastPathField::Stashed, 0);
+    let intid = (stored.checked_sub(1)? & 0xff_ffff) as u32;
     (intid < SPURIOUS - 3).then_some(intid)
 }
 

@@ -107,7 +107,8 @@ guest_irq:
     ldp     x2, x3, [sp], #16
     ldp     x0, x1, [sp], #16
     eret
-1:  str     x0, [x2, #PER_CPU_STASHED]
+1:  add     x0, x0, #1                  // stashed as INTID + 1 (0: none)
+    str     x0, [x2, #PER_CPU_STASHED]
 2:  ldp     x2, x3, [sp], #16
     mov     x1, #EXIT_IRQ
     b       guest_exit
@@ -142,7 +143,8 @@ guest_wfx:
     ldp     x2, x3, [sp], #16
     ldp     x0, x1, [sp], #16
     eret
-1:  str     x0, [x2, #PER_CPU_STASHED]
+1:  add     x0, x0, #1                  // stashed as INTID + 1 (0: none)
+    str     x0, [x2, #PER_CPU_STASHED]
 2:  ldp     x2, x3, [sp], #16
 3:  mov     x1, #EXIT_SYNC
     b       guest_exit

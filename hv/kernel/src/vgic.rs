@@ -60,7 +60,7 @@ impl Tracked {
     fn set_current(&mut self, vcpu: usize, epoch: Option<u64>) {
         if let (Some(current), Some(quick)) = (self.current.get_mut(vcpu), QUICK[self.vm].current.get(vcpu)) {
             *current = epoch;
-            quick.store(epoch.unwrap_or(NO_EPOCH), Ordering::Relaxed);
+            quick.store(epoch.map_or(0, |epoch| epoch.wrapping_add(1)), Ordering::Relaxed);
         }
     }
 
@@ -74,7 +74,8 @@ impl Tracked {
 static VGICS: [spin::Once<spin::Mutex<Tracked>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
 
 /// Copies of what the run loop checks on every exit, readable without the VM's vGIC lock:
-/// the epoch, each vCPU's `current` (`NO_EPOCH` for none) and the list registers its last
+/// the epoch, each vCPU's `current` (as epoch + 1, 0 for none: all-zero statics stay out of
+/// the image, in BSS) and the list registers its last
 /// flush filled. Written under the lock. A check that reads a stale epoch misses only a change
 /// made by another CPU at that moment, which kicks this vCPU (an exit, another flush) as the
 /// change does with the lock too.
@@ -84,12 +85,10 @@ struct Quick {
     used: [AtomicU8; MAX_VCPUS],
 }
 
-const NO_EPOCH: u64 = u64::MAX;
-
 static QUICK: [Quick; MAX_VMS] = [const {
     Quick {
         epoch: AtomicU64::new(0),
-        current: [const { AtomicU64::new(NO_EPOCH) }; MAX_VCPUS],
+        current: [const { AtomicU64::new(0) }; MAX_VCPUS],
         used: [const { AtomicU8::new(0) }; MAX_VCPUS],
     }
 }; MAX_VMS];
@@ -188,7 +187,8 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
 pub fn flush(vm_index: usize, vcpu_index: usize, timer: u32) {
     let (Some(quick), Some(vgic)) = (QUICK.get(vm_index), vgic(vm_index)) else { return };
-    if quick.current.get(vcpu_index).map(|c| c.load(Ordering::Relaxed)) == Some(quick.epoch.load(Ordering::Acquire)) {
+    let current = quick.current.get(vcpu_index).map(|c| c.load(Ordering::Relaxed));
+    if current == Some(quick.epoch.load(Ordering::Acquire).wrapping_add(1)) {
         // Nothing changed since the last flush (most exits): no lock taken.
         return;
     }
