@@ -116,9 +116,12 @@ guest_irq:
 // A trapped WFI with the fast path on and nothing in any list register (so nothing the vCPU
 // could take now: every pending interrupt of the model is loaded before entry, or is a kick
 // away): wait here. If the timer ends the wait, forward it as above and resume the guest after
-// its WFI. Anything else (a kick, the console, the watchdog, a spurious wake-up) is stashed and
-// the exit goes on as the trapped WFI it is: the kernel's WFI wait handles the stashed
-// interrupt first. WFE (ISS TI != 0) and every other case take the ordinary exit.
+// its WFI. Anything else (a kick, the console, the watchdog, a spurious wake-up) also completes
+// the WFI, is stashed, and the exit goes on as an IRQ exit: the kernel handles the interrupt
+// and loads whatever it made pending before the guest resumes after its WFI. (A WFI may always
+// complete without an interrupt for the guest, so a wake-up that brought none is a spurious
+// one, which guests tolerate by the architecture's rules.) WFE (ISS TI != 0) and every other
+// case take the ordinary exit.
 // On entry x0 = ESR_EL2 and the guest's x0, x1 are on the stack.
 guest_wfx:
     tst     x0, #3                      // ISS.TI: 0 = WFI
@@ -145,6 +148,12 @@ guest_wfx:
     eret
 1:  add     x0, x0, #1                  // stashed as INTID + 1 (0: none)
     str     x0, [x2, #PER_CPU_STASHED]
+    mrs     x0, elr_el2                 // the WFI is complete
+    add     x0, x0, #4
+    msr     elr_el2, x0
+    ldp     x2, x3, [sp], #16
+    mov     x1, #EXIT_IRQ
+    b       guest_exit
 2:  ldp     x2, x3, [sp], #16
 3:  mov     x1, #EXIT_SYNC
     b       guest_exit

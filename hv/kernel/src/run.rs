@@ -464,9 +464,6 @@ fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: us
     let runtime = &VMS[vm_index];
     let generation = runtime.generation();
     let slot = &runtime.vcpus[vcpu_index];
-    // What ended the vectors' own wait (`guest_wfx`), if they waited, is stashed: handle it
-    // before deciding whether to wait.
-    handle_interrupts(platform, Some((vm_index, vcpu_index)));
     while !vgic::has_pending_here(vm_index, vcpu_index)
         && runtime.generation() == generation
         && slot.power() == PowerState::On
