@@ -76,7 +76,10 @@
 //!   the physical interrupt. A guest write to `ISPENDR` asks the kernel to pend the physical
 //!   interrupt ([`Effect::PendPhysical`]); `ICPENDR`/`ICACTIVER` of one the kernel has taken
 //!   asks it to deactivate it ([`Effect::DeactivatePhysical`]); `ISACTIVER` is ignored for
-//!   it (a physical interrupt cannot be made active from here).
+//!   it (a physical interrupt cannot be made active from here). For a linked PPI the kernel
+//!   may instead load the List Register itself, from [`Vgic::hw_private_lr`], in a List
+//!   Register the model does not use (the virtual timer's fast path): the model then keeps no
+//!   state for that delivery.
 //!
 //! # Limits
 //!
