@@ -75,6 +75,14 @@ pub fn init_cpu_interface() {
     // registers, IHI 0069 4.4).
     regs::set_icc_ctlr_el1(regs::icc_ctlr_el1() | 0b10);
     regs::set_icc_igrpen1_el1(1);
+}
+
+/// Lets this CPU's vectors wait for a trapped WFI themselves (`vectors.S`, `guest_wfx`): the
+/// ICH_ELRSR_EL2 value with every list register empty, their test that the vCPU has nothing
+/// loaded. For CPUs that run one vCPU for good, whose list register 0 is reserved for the
+/// timer fast path (`set_timer_fast_path`).
+#[cfg(target_arch = "aarch64")]
+pub fn enable_wfi_fast_path() {
     let empty = (1u64 << list_register_count()) - 1;
     crate::cpu::set_fast_path_field(crate::cpu::FastPathField::LrsEmpty, empty);
 }
@@ -206,6 +214,7 @@ pub fn send_sgi_to_others(intid: u32) {
 #[cfg(not(target_arch = "aarch64"))]
 mod host {
     pub fn init_cpu_interface() {}
+    pub fn enable_wfi_fast_path() {}
     pub fn acknowledge() -> u32 { super::SPURIOUS }
     pub fn priority_drop(_: u32) {}
     pub fn deactivate(_: u32) {}

@@ -99,7 +99,7 @@ guest_irq:
     mrs     x2, tpidr_el2
     ldr     x3, [x2, #PER_CPU_TIMER_LR]
     cbz     x3, 2f
-    mrs     x0, S3_0_C12_C12_0                  // ICC_IAR1_EL1
+    mrs     x0, S3_0_C12_C12_0          // ICC_IAR1_EL1
     cmp     w0, w3                      // LR bits [31:0]: the virtual (= physical) INTID
     b.ne    1f
     msr     S3_4_C12_C12_0, x3          // ICH_LR0_EL2
@@ -113,7 +113,8 @@ guest_irq:
     mov     x1, #EXIT_IRQ
     b       guest_exit
 
-// A trapped WFI with the fast path on and nothing in any list register (so nothing the vCPU
+// A trapped WFI on a CPU with the fast path (PER_CPU_LRS_EMPTY != 0) and nothing in any list
+// register (so nothing the vCPU
 // could take now: every pending interrupt of the model is loaded before entry, or is a kick
 // away): wait here. If the timer ends the wait, forward it as above and resume the guest after
 // its WFI. Anything else (a kick, the console, the watchdog, a spurious wake-up) also completes
@@ -128,14 +129,15 @@ guest_wfx:
     b.ne    3f
     stp     x2, x3, [sp, #-16]!
     mrs     x2, tpidr_el2
-    ldr     x3, [x2, #PER_CPU_TIMER_LR]
-    cbz     x3, 2f
-    mrs     x0, S3_4_C12_C11_5          // ICH_ELRSR_EL2
     ldr     x1, [x2, #PER_CPU_LRS_EMPTY]
+    cbz     x1, 2f                      // 0: no fast path on this CPU
+    mrs     x0, S3_4_C12_C11_5          // ICH_ELRSR_EL2
     cmp     x0, x1
     b.ne    2f
     wfi                                 // interrupts are masked at EL2; a pending one ends it
-    mrs     x0, S3_0_C12_C12_0                  // ICC_IAR1_EL1
+    mrs     x0, S3_0_C12_C12_0          // ICC_IAR1_EL1
+    ldr     x3, [x2, #PER_CPU_TIMER_LR]
+    cbz     x3, 1f                      // 0: the timer, too, goes to the kernel
     cmp     w0, w3
     b.ne    1f
     msr     S3_4_C12_C12_0, x3          // ICH_LR0_EL2

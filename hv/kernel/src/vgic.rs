@@ -104,6 +104,7 @@ static TIMER_FAST_PATH: [AtomicBool; tessera_arch::MAX_CPUS] = [const { AtomicBo
 pub fn enable_timer_fast_path() {
     if let Some(flag) = TIMER_FAST_PATH.get(tessera_arch::cpu::index()) {
         flag.store(true, Ordering::Relaxed);
+        tessera_arch::gic_cpu::enable_wfi_fast_path();
     }
 }
 
@@ -208,14 +209,14 @@ pub fn flush(vm_index: usize, vcpu_index: usize, timer: u32) {
 fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, timer: u32) {
     let base = lr_base();
     let count = tessera_arch::gic_cpu::list_register_count().saturating_sub(base);
-    let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     if base != 0 {
         // The fast path's value follows the guest's configuration of its timer PPI, which
         // only a change of the model (a new epoch, hence this flush) can alter.
         tessera_arch::gic_cpu::set_timer_fast_path(tracked.model.hw_private_lr(vcpu_index, timer));
     }
     let (flush, write) = {
-        let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
+        // Written as the model produces them (no zeroed staging array: this is every flush).
+        let flush = tracked.model.flush_with(vcpu_index, count, |n, lr| tessera_arch::gic_cpu::write_lr(base + n, lr));
         if flush.used != 0 || flush.more_pending {
             // Loading changed the model (pending state moved into list registers).
             let epoch = tracked.epoch.wrapping_add(1);
@@ -231,8 +232,9 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, time
         drop(tracked);
         (flush, write)
     };
-    for (n, &lr) in lrs[..write].iter().enumerate() {
-        tessera_arch::gic_cpu::write_lr(base + n, lr);
+    // The ones the last flush filled and this one did not.
+    for n in flush.used..write {
+        tessera_arch::gic_cpu::write_lr(base + n, 0);
     }
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
 }
@@ -271,12 +273,9 @@ pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
 /// The sync proper, out of line like `flush_now`.
 #[inline(never)]
 fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used: usize) -> u32 {
-    let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
     let base = lr_base();
-    for (n, lr) in lrs[..used].iter_mut().enumerate() {
-        *lr = tessera_arch::gic_cpu::read_lr(base + n);
-    }
-    let kick = tracked.changing().sync(vcpu_index, &lrs[..used]);
+    let read = |n: usize| (n < used).then(|| tessera_arch::gic_cpu::read_lr(base + n));
+    let kick = tracked.changing().sync_with(vcpu_index, read);
     tracked.set_used(vcpu_index, 0);
     kick
 }

@@ -986,6 +986,19 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
     /// [`MAX_LIST_REGISTERS`] are used.
     pub fn flush(&mut self, vcpu: usize, lrs: &mut [u64]) -> Flush {
         lrs.fill(0);
+        let capacity = lrs.len();
+        self.flush_with(vcpu, capacity, |i, value| {
+            if let Some(lr) = lrs.get_mut(i) {
+                *lr = value;
+            }
+        })
+    }
+
+    /// [`flush`](Self::flush) for `capacity` List Registers, handing each value it loads to
+    /// `load(index, value)` (indices `0..used`, in order) instead of filling a slice: the
+    /// kernel writes them to the CPU as they come. The List Registers from `used` on are left
+    /// to the caller.
+    pub fn flush_with(&mut self, vcpu: usize, capacity: usize, mut load: impl FnMut(usize, u64)) -> Flush {
         if vcpu >= self.vcpu_count {
             return Flush {
                 used: 0,
@@ -993,7 +1006,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             };
         }
         self.release_lrs(vcpu);
-        let capacity = lrs.len().min(MAX_LIST_REGISTERS);
+        let capacity = capacity.min(MAX_LIST_REGISTERS);
 
         // The best `capacity` candidates, sorted by key.
         let mut chosen: Vec<(u32, Irq), MAX_LIST_REGISTERS> = Vec::new();
@@ -1054,7 +1067,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
                 self.spis[slot].in_lr = Some(vcpu);
             }
             self.lr_slots[vcpu][i] = Some(LrSlot { irq, state });
-            lrs[i] = value;
+            load(i, value);
         }
         // At most MAX_LIST_REGISTERS (16).
         self.lr_used[vcpu] = chosen.len() as u8;
@@ -1073,6 +1086,12 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
     ///
     /// [`flush`]: Self::flush
     pub fn sync(&mut self, vcpu: usize, lrs: &[u64]) -> u32 {
+        self.sync_with(vcpu, |i| lrs.get(i).copied())
+    }
+
+    /// [`sync`](Self::sync) reading List Register `i` through `read(i)` (`None`: as if
+    /// unchanged), for `i` in `0..`[`lrs_in_use`](Self::lrs_in_use), in order.
+    pub fn sync_with(&mut self, vcpu: usize, mut read: impl FnMut(usize) -> Option<u64>) -> u32 {
         if vcpu >= self.vcpu_count {
             return 0;
         }
@@ -1083,10 +1102,9 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
                 continue;
             };
             let intid = self.intid(slot.irq);
-            let now = lrs
-                .get(i)
-                .filter(|&&lr| lr & lr::VINTID_MASK == u64::from(intid))
-                .map_or(slot.state, |&lr| (lr >> lr::STATE_SHIFT) as u8);
+            let now = read(i)
+                .filter(|&lr| lr & lr::VINTID_MASK == u64::from(intid))
+                .map_or(slot.state, |lr| (lr >> lr::STATE_SHIFT) as u8);
             let (was_pending, was_active) = (slot.state & 1 != 0, slot.state & 2 != 0);
             let (now_pending, now_active) = (now & 1 != 0, now & 2 != 0);
             let st = self.state_mut(slot.irq);
