@@ -88,6 +88,39 @@ pub fn init_cpu_interface() {
     regs::set_icc_igrpen1_el1(1);
 }
 
+/// Lets this CPU's vectors wait for a trapped WFI themselves (`vectors.S`, `guest_wfx`): the
+/// ICH_ELRSR_EL2 value with every list register empty, their test that the vCPU has nothing
+/// loaded. For CPUs that run one vCPU for good, whose list register 0 is reserved for the
+/// timer fast path (`set_timer_fast_path`).
+#[cfg(target_arch = "aarch64")]
+pub fn enable_wfi_fast_path() {
+    let empty = (1u64 << list_register_count()) - 1;
+    crate::cpu::set_fast_path_field(crate::cpu::FastPathField::LrsEmpty, empty);
+}
+
+/// Turns the virtual-timer fast path of the exception vectors on for the vCPU that runs on
+/// this CPU (`vectors.S`, `guest_irq` and `guest_wfx`), or off with 0. `lr` is the
+/// ICH_LR0_EL2 value that makes the timer pending (HW-linked, the guest's priority; its low
+/// 32 bits are the INTID the physical timer interrupt has). The caller reserves list register
+/// 0 for it: nothing else may load that list register while the fast path can be on.
+pub fn set_timer_fast_path(lr: u64) {
+    crate::cpu::set_fast_path_field(crate::cpu::FastPathField::TimerLr, lr);
+}
+
+/// The interrupt a fast path acknowledged but left to the kernel (then its exit is an IRQ
+/// exit), if any; handled like one `acknowledge` just returned. Taking it clears it.
+pub fn take_stashed() -> Option<u32> {
+    // Stored plus one (0: none).
+    let stored = crate::cpu::set_fast_path_field(crate::cpu::FastPathField::Stashed, 0);
+    let intid = (stored.checked_sub(1)? & 0xff_ffff) as u32;
+    (intid < SPURIOUS - 3).then_some(intid)
+}
+
+/// ICH_LR<n>_EL2.State (bits \[63:62\]) has the pending bit set.
+pub const fn lr_is_pending(lr: u64) -> bool {
+    lr & (1 << 62) != 0
+}
+
 /// Acknowledges the highest-priority pending Group 1 interrupt; `SPURIOUS` if none.
 #[cfg(target_arch = "aarch64")]
 pub fn acknowledge() -> u32 {
@@ -285,6 +318,7 @@ mod host {
     pub fn send_sgi0(_: u32, _: u64) {}
     pub fn send_sgi0_to_others(_: u32) {}
     pub fn init_cpu_interface() {}
+    pub fn enable_wfi_fast_path() {}
     pub fn acknowledge() -> u32 { super::SPURIOUS }
     pub fn priority_drop(_: u32) {}
     pub fn deactivate(_: u32) {}

@@ -69,6 +69,9 @@ mod entry {
         per_cpu_host_sp = const core::mem::offset_of!(cpu::PerCpu, host_sp),
         per_cpu_guest_regs = const core::mem::offset_of!(cpu::PerCpu, guest_regs),
         per_cpu_fault_sp = const core::mem::offset_of!(cpu::PerCpu, fault_sp),
+        per_cpu_timer_lr = const core::mem::offset_of!(cpu::PerCpu, timer_lr),
+        per_cpu_lrs_empty = const core::mem::offset_of!(cpu::PerCpu, lrs_empty),
+        per_cpu_stashed = const core::mem::offset_of!(cpu::PerCpu, stashed),
     );
 
     unsafe extern "C" {

@@ -4,13 +4,25 @@
 // the stack pointer and `regs` in this CPU's PerCpu block, loads the guest's x0-x30, ELR and
 // SPSR, and erets. Any exception from the guest comes back through a lower-EL vector, which
 // stores the guest's registers and the syndrome (ESR, FAR, HPFAR) into the same `regs`, then
-// unwinds to enter_guest's caller with x0 = the exception kind. One capture, no decoding here.
+// unwinds to enter_guest's caller with x0 = the exception kind. One capture, no decoding here,
+// except for two fast paths that never leave the vectors (below, `guest_irq`, `guest_wfx`).
 
 .equ GREGS_ELR, 31 * 8
 .equ GREGS_ESR, 33 * 8
 .equ PER_CPU_HOST_SP, {per_cpu_host_sp}
 .equ PER_CPU_GUEST_REGS, {per_cpu_guest_regs}
 .equ PER_CPU_FAULT_SP, {per_cpu_fault_sp}
+.equ PER_CPU_TIMER_LR, {per_cpu_timer_lr}
+.equ PER_CPU_LRS_EMPTY, {per_cpu_lrs_empty}
+.equ PER_CPU_STASHED, {per_cpu_stashed}
+
+// GICv3 CPU interface registers go by encoding (IHI 0069 12.2, 12.5): ICC_IAR1_EL1 is
+// S3_0_C12_C12_0, ICC_EOIR1_EL1 S3_0_C12_C12_1, ICH_ELRSR_EL2 S3_4_C12_C11_5, ICH_LR0_EL2
+// S3_4_C12_C12_0.
+
+.equ EXIT_SYNC, 0
+.equ EXIT_IRQ, 1
+.equ ESR_EC_WFX, 0x01
 
 .macro guest_vector kind
     .balign 0x80
@@ -50,9 +62,19 @@ tessera_el2_vectors:
     self_vector 1
     self_vector 2
     self_vector 3
-    // Lower EL, AArch64: the guest.
-    guest_vector 0
-    guest_vector 1
+    // Lower EL, AArch64: the guest. Synchronous: a trapped WFI may take the fast path.
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, esr_el2
+    lsr     x1, x0, #26
+    cmp     x1, #ESR_EC_WFX
+    b.eq    guest_wfx
+    mov     x1, #EXIT_SYNC
+    b       guest_exit
+    // IRQ: the forwarded virtual timer may take the fast path.
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    b       guest_irq
     guest_vector 2
     guest_vector 3
     // Lower EL, AArch32: HCR_EL2.RW = 1 makes EL1 AArch64, so only a bug lands here.
@@ -62,6 +84,82 @@ tessera_el2_vectors:
     guest_vector 3
 
 .section .text, "ax"
+
+// The forwarding fast path. On a CPU whose kernel has set PER_CPU_TIMER_LR (null-pool CPUs:
+// one vCPU, list register 0 reserved for its virtual timer; `gic_cpu::set_timer_fast_path`),
+// a physical timer interrupt is acknowledged here, list register 0 is loaded with the value
+// the kernel prepared (pending, HW-linked to the physical PPI, the guest's priority) and the
+// guest resumes: the guest's EOI deactivates the physical interrupt, so the physical timer
+// cannot fire again (and find list register 0 still in use) before the guest is done with it.
+// Any other interrupt is stashed (PER_CPU_STASHED) for the kernel, which handles it first
+// (`gic_cpu::take_stashed`), and the exit continues as an ordinary IRQ exit.
+// On entry the guest's x0, x1 are on the stack.
+guest_irq:
+    stp     x2, x3, [sp, #-16]!
+    mrs     x2, tpidr_el2
+    ldr     x3, [x2, #PER_CPU_TIMER_LR]
+    cbz     x3, 2f
+    mrs     x0, S3_0_C12_C12_0          // ICC_IAR1_EL1
+    cmp     w0, w3                      // LR bits [31:0]: the virtual (= physical) INTID
+    b.ne    1f
+    msr     S3_4_C12_C12_0, x3          // ICH_LR0_EL2
+    msr     S3_0_C12_C12_1, x0          // ICC_EOIR1_EL1: priority drop only (EOImode = 1)
+    ldp     x2, x3, [sp], #16
+    ldp     x0, x1, [sp], #16
+    eret
+1:  add     x0, x0, #1                  // stashed as INTID + 1 (0: none)
+    str     x0, [x2, #PER_CPU_STASHED]
+2:  ldp     x2, x3, [sp], #16
+    mov     x1, #EXIT_IRQ
+    b       guest_exit
+
+// A trapped WFI on a CPU with the fast path (PER_CPU_LRS_EMPTY != 0) and nothing in any list
+// register (so nothing the vCPU
+// could take now: every pending interrupt of the model is loaded before entry, or is a kick
+// away): wait here. If the timer ends the wait, forward it as above and resume the guest after
+// its WFI. Anything else (a kick, the console, the watchdog, a spurious wake-up) also completes
+// the WFI, is stashed, and the exit goes on as an IRQ exit: the kernel handles the interrupt
+// and loads whatever it made pending before the guest resumes after its WFI. (A WFI may always
+// complete without an interrupt for the guest, so a wake-up that brought none is a spurious
+// one, which guests tolerate by the architecture's rules.) WFE (ISS TI != 0) and every other
+// case take the ordinary exit.
+// On entry x0 = ESR_EL2 and the guest's x0, x1 are on the stack.
+guest_wfx:
+    tst     x0, #3                      // ISS.TI: 0 = WFI
+    b.ne    3f
+    stp     x2, x3, [sp, #-16]!
+    mrs     x2, tpidr_el2
+    ldr     x1, [x2, #PER_CPU_LRS_EMPTY]
+    cbz     x1, 2f                      // 0: no fast path on this CPU
+    mrs     x0, S3_4_C12_C11_5          // ICH_ELRSR_EL2
+    cmp     x0, x1
+    b.ne    2f
+    wfi                                 // interrupts are masked at EL2; a pending one ends it
+    mrs     x0, S3_0_C12_C12_0          // ICC_IAR1_EL1
+    ldr     x3, [x2, #PER_CPU_TIMER_LR]
+    cbz     x3, 1f                      // 0: the timer, too, goes to the kernel
+    cmp     w0, w3
+    b.ne    1f
+    msr     S3_4_C12_C12_0, x3          // ICH_LR0_EL2
+    msr     S3_0_C12_C12_1, x0          // ICC_EOIR1_EL1
+    mrs     x0, elr_el2
+    add     x0, x0, #4
+    msr     elr_el2, x0
+    ldp     x2, x3, [sp], #16
+    ldp     x0, x1, [sp], #16
+    eret
+1:  add     x0, x0, #1                  // stashed as INTID + 1 (0: none)
+    str     x0, [x2, #PER_CPU_STASHED]
+    mrs     x0, elr_el2                 // the WFI is complete
+    add     x0, x0, #4
+    msr     elr_el2, x0
+    ldp     x2, x3, [sp], #16
+    mov     x1, #EXIT_IRQ
+    b       guest_exit
+2:  ldp     x2, x3, [sp], #16
+3:  mov     x1, #EXIT_SYNC
+    b       guest_exit
+
 guest_exit:
     // x0, x1 of the guest are on the stack; x1 = kind.
     mrs     x0, tpidr_el2

@@ -108,11 +108,11 @@ fn width(access: &MmioAccess) -> Width {
 /// The MMIO fast path: a guest store to its `UARTDR` with nothing queued in its UART model
 /// (`SbsaUart::is_plain_tx`) goes straight to the mux, since pushing it through the model and
 /// draining it again would leave the model, and its interrupt line, as they are. Returns
-/// false (nothing done) when the access needs `guest_access`.
-pub fn guest_tx_fast(vm: usize, offset: u64, access: &MmioAccess, value: u64) -> bool {
+/// false (nothing done) when the store needs `guest_access`.
+pub fn guest_tx_fast(vm: usize, offset: u64, width: Width, value: u64) -> bool {
     let Some(runtime) = VMS.get(vm) else { return false };
     let uart = runtime.uart.lock();
-    if !access.write || !uart.is_plain_tx(offset, width(access)) {
+    if !uart.is_plain_tx(offset, width) {
         return false;
     }
     let Some(console) = CONSOLE.get() else { return false };

@@ -271,7 +271,7 @@ fn run_once(platform: &Platform, cpu: usize, vm_index: usize, vcpu_index: usize,
         return;
     }
     // `in_guest` stays set until the exit is handled (a restart waits for it to clear).
-    vgic::flush(vm_index, vcpu_index);
+    vgic::flush(vm_index, vcpu_index, platform.board.timer.virt);
     let kind = tessera_arch::guest::enter(regs);
     let kick = vgic::sync(vm_index, vcpu_index);
     run::kick_vcpus(platform, vm_index, kick);

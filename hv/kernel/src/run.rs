@@ -352,6 +352,7 @@ pub(crate) fn leave_generation(platform: &Platform) {
         tessera_arch::gic_cpu::write_lr(n, 0);
     }
     tessera_arch::gic_cpu::set_virtual_interface(false, false);
+    tessera_arch::gic_cpu::set_timer_fast_path(0);
     tessera_arch::guest::disable_virtual_timer();
     tessera_arch::gic_cpu::deactivate(platform.board.timer.virt);
 }
@@ -404,6 +405,10 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         #[cfg(not(feature = "rtds"))]
         tessera_arch::cpu::halt();
     }
+    if !rtds {
+        // One vCPU here for good: the vectors may forward its virtual timer themselves.
+        vgic::enable_timer_fast_path();
+    }
     let Some((vm_index, vcpu_index)) = assignment else {
         loop {
             tessera_arch::cpu::wait_for_interrupt();
@@ -454,12 +459,16 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 slot.in_guest.store(false, Ordering::Release);
                 break;
             }
-            vgic::flush(vm_index, vcpu_index);
+            vgic::flush(vm_index, vcpu_index, platform.board.timer.virt);
             let kind = tessera_arch::guest::enter(&mut regs);
             let kick = vgic::sync(vm_index, vcpu_index);
             kick_vcpus(platform, vm_index, kick);
             match kind {
-                ExitKind::Synchronous => handle_sync(platform, vm_index, vcpu_index, &mut regs),
+                ExitKind::Synchronous => {
+                    if !console_store_fast(vm, vm_index, &mut regs) {
+                        handle_sync(platform, vm_index, vcpu_index, &mut regs);
+                    }
+                }
                 ExitKind::Irq | ExitKind::Fiq => handle_interrupts(platform, Some((vm_index, vcpu_index))),
                 ExitKind::SError => guest_fault(platform, vm_index, &mut regs, "SError"),
             }
@@ -473,7 +482,7 @@ fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: us
     let runtime = &VMS[vm_index];
     let generation = runtime.generation();
     let slot = &runtime.vcpus[vcpu_index];
-    while !vgic::has_pending(vm_index, vcpu_index)
+    while !vgic::has_pending_here(vm_index, vcpu_index)
         && runtime.generation() == generation
         && slot.power() == PowerState::On
     {
@@ -483,10 +492,15 @@ fn wait_for_guest_interrupt(platform: &Platform, vm_index: usize, vcpu_index: us
 }
 
 /// Kicks the CPUs of the vCPUs in `mask` (bit n = vCPU n of VM `vm_index`).
+#[inline(always)] // the check, on every exit; the kicks themselves out of line
 pub(crate) fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
-    if mask == 0 {
-        return;
+    if mask != 0 {
+        kick_vcpus_now(platform, vm_index, mask);
     }
+}
+
+#[inline(never)]
+fn kick_vcpus_now(platform: &Platform, vm_index: usize, mask: u32) {
     let vm = &platform.system.vms[vm_index];
     for vcpu_index in 0..vm.cpus.len().min(32) {
         if mask & (1 << vcpu_index) != 0 {
@@ -498,8 +512,10 @@ pub(crate) fn kick_vcpus(platform: &Platform, vm_index: usize, mask: u32) {
 /// Acknowledges and handles every pending physical interrupt (bounded). `current` is the
 /// vCPU this CPU was running, if it left a guest for this.
 pub(crate) fn handle_interrupts(platform: &Platform, current: Option<(usize, usize)>) {
+    // One the vectors' fast path acknowledged and left to us comes first.
+    let mut stashed = tessera_arch::gic_cpu::take_stashed();
     for _ in 0..64 {
-        let intid = tessera_arch::gic_cpu::acknowledge();
+        let intid = stashed.take().unwrap_or_else(tessera_arch::gic_cpu::acknowledge);
         if intid >= tessera_arch::gic_cpu::SPURIOUS - 3 {
             return;
         }
@@ -587,11 +603,7 @@ pub(crate) fn handle_sync(platform: &Platform, vm_index: usize, vcpu_index: usiz
     match exit::decode(regs.esr, regs.far, regs.hpfar) {
         // RAM not touched since the VM was loaded: scrubbed now, and the fetch retried.
         Exit::InstructionAbort { ipa, external: false, .. } if crate::scrub::on_stage2_fault(vm_index, vm, ipa) => {}
-        Exit::DataAbort(abort) => {
-            if !console_store_fast(vm, vm_index, regs, &abort) {
-                data_abort(platform, vm_index, vcpu_index, regs, &abort);
-            }
-        }
+        Exit::DataAbort(abort) => data_abort(platform, vm_index, vcpu_index, regs, &abort),
         Exit::Hvc { .. } => smccc(platform, vm_index, vcpu_index, regs),
         Exit::Smc { .. } => {
             // A trapped SMC leaves ELR at the SMC itself (DDI 0487 D1.10.4).
@@ -729,19 +741,22 @@ fn data_abort(platform: &Platform, vm_index: usize, vcpu_index: usize, regs: &mu
     guest_fault(platform, vm_index, regs, "access outside its memory");
 }
 
-/// The MMIO fast path: a store to the VM's console data register (`console::guest_tx_fast`).
-/// Returns false, having done nothing, for anything else.
-fn console_store_fast(vm: &Vm<'_>, vm_index: usize, regs: &mut GuestRegs, abort: &DataAbort) -> bool {
-    let (Some(console), Some(access)) = (vm.console, abort.access) else { return false };
-    let Some(offset) = abort.ipa.checked_sub(console.ipa) else { return false };
-    if !access.write || offset >= tessera_config::PAGE_SIZE {
+/// The MMIO fast path, tried before the exit is decoded: a store to the VM's console with
+/// nothing queued in its UART model (`console::guest_tx_fast`). Returns false, having done
+/// nothing, for anything else.
+#[inline(always)]
+fn console_store_fast(vm: &Vm<'_>, vm_index: usize, regs: &mut GuestRegs) -> bool {
+    let Some(console) = vm.console else { return false };
+    let Some(store) = exit::decode_store(regs.esr, regs.far, regs.hpfar) else { return false };
+    let Some(offset) = store.ipa.checked_sub(console.ipa) else { return false };
+    if offset >= tessera_config::PAGE_SIZE {
         return false;
     }
-    let value = store_value(regs, &access).unwrap_or(0);
-    if !console::guest_tx_fast(vm_index, offset, &access, value) {
+    let value = regs.x.get(usize::from(store.reg)).copied().unwrap_or(0) & store.width.mask();
+    if !console::guest_tx_fast(vm_index, offset, store.width, value) {
         return false;
     }
-    complete_access(regs, &access, None);
+    regs.elr = regs.elr.wrapping_add(4);
     true
 }
 

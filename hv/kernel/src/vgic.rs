@@ -9,6 +9,8 @@
 //! Lock order: a VM's `uart` lock may be held when its `VGICS` lock is taken, never the
 //! reverse; `GICD` (the physical distributor) is innermost.
 
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
 use tessera_config::{Board, Vm};
 use tessera_core::vcpu;
 use tessera_drivers::gicv3::GicError;
@@ -30,6 +32,8 @@ pub type Vgic = tessera_vdev::vgic::Vgic<MAX_VCPUS, VGIC_SPIS>;
 /// write the same values. Syncing reads back only the list registers in use, and none when
 /// the last flush loaded nothing (the guest cannot have changed an empty one).
 pub struct Tracked {
+    /// The VM's index (its `QUICK` entry).
+    vm: usize,
     model: Vgic,
     epoch: u64,
     current: [Option<u64>; MAX_VCPUS],
@@ -44,12 +48,72 @@ pub struct Tracked {
 impl Tracked {
     /// The model, for a change: the epoch moves on.
     fn changing(&mut self) -> &mut Vgic {
-        self.epoch = self.epoch.wrapping_add(1);
+        self.set_epoch(self.epoch.wrapping_add(1));
         &mut self.model
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        QUICK[self.vm].epoch.store(epoch, Ordering::Release);
+    }
+
+    fn set_current(&mut self, vcpu: usize, epoch: Option<u64>) {
+        if let (Some(current), Some(quick)) = (self.current.get_mut(vcpu), QUICK[self.vm].current.get(vcpu)) {
+            *current = epoch;
+            quick.store(epoch.map_or(0, |epoch| epoch.wrapping_add(1)), Ordering::Relaxed);
+        }
+    }
+
+    fn set_used(&self, vcpu: usize, used: usize) {
+        if let Some(quick) = QUICK[self.vm].used.get(vcpu) {
+            quick.store(used as u8, Ordering::Relaxed);
+        }
     }
 }
 
 static VGICS: [spin::Once<spin::Mutex<Tracked>>; MAX_VMS] = [const { spin::Once::new() }; MAX_VMS];
+
+/// Copies of what the run loop checks on every exit, readable without the VM's vGIC lock:
+/// the epoch, each vCPU's `current` (as epoch + 1, 0 for none: all-zero statics stay out of
+/// the image, in BSS) and the list registers its last
+/// flush filled. Written under the lock. A check that reads a stale epoch misses only a change
+/// made by another CPU at that moment, which kicks this vCPU (an exit, another flush) as the
+/// change does with the lock too.
+struct Quick {
+    epoch: AtomicU64,
+    current: [AtomicU64; MAX_VCPUS],
+    used: [AtomicU8; MAX_VCPUS],
+}
+
+static QUICK: [Quick; MAX_VMS] = [const {
+    Quick {
+        epoch: AtomicU64::new(0),
+        current: [const { AtomicU64::new(0) }; MAX_VCPUS],
+        used: [const { AtomicU8::new(0) }; MAX_VCPUS],
+    }
+}; MAX_VMS];
+
+/// CPUs whose list register 0 is reserved for the virtual-timer fast path of the vectors
+/// (`enable_timer_fast_path`): null-pool CPUs, which run one vCPU for good. The model loads
+/// list registers 1.. there; the fast path gets the timer's List Register value from the
+/// model at each flush (`Vgic::hw_private_lr`).
+static TIMER_FAST_PATH: [AtomicBool; tessera_arch::MAX_CPUS] = [const { AtomicBool::new(false) }; tessera_arch::MAX_CPUS];
+
+/// Reserves this CPU's list register 0 for the virtual-timer fast path (before its vCPU first
+/// runs; the fast path itself turns on at the next flush).
+pub fn enable_timer_fast_path() {
+    if let Some(flag) = TIMER_FAST_PATH.get(tessera_arch::cpu::index()) {
+        flag.store(true, Ordering::Relaxed);
+        tessera_arch::gic_cpu::enable_wfi_fast_path();
+    }
+}
+
+/// The first list register the model uses on this CPU.
+fn lr_base() -> usize {
+    TIMER_FAST_PATH
+        .get(tessera_arch::cpu::index())
+        .is_some_and(|flag| flag.load(Ordering::Relaxed)) as usize
+}
 
 /// Serializes the read-modify-write register updates on the physical distributor.
 static GICD: spin::Mutex<()> = spin::Mutex::new(());
@@ -64,7 +128,10 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     if let Some(existing) = VGICS[index].get() {
         let mut tracked = existing.lock();
         tracked.changing().reset();
-        tracked.current = [None; MAX_VCPUS];
+        for vcpu in 0..MAX_VCPUS {
+            tracked.set_current(vcpu, None);
+            tracked.set_used(vcpu, 0);
+        }
         tracked.last_level = None;
         tracked.written = [u8::MAX; MAX_VCPUS];
         return true;
@@ -93,6 +160,7 @@ pub fn init(platform: &Platform, index: usize) -> bool {
     match Vgic::new(&config) {
         Ok(vgic) => {
             VGICS[index].call_once(|| spin::Mutex::new(Tracked {
+                    vm: index,
                     model: vgic,
                     epoch: 0,
                     current: [None; MAX_VCPUS],
@@ -118,8 +186,13 @@ pub fn frames(board: &Board<'_>) -> (u64, u64) {
 }
 
 /// Loads vCPU `vcpu`'s pending interrupts into this CPU's list registers before entry.
-pub fn flush(vm_index: usize, vcpu_index: usize) {
-    let Some(vgic) = vgic(vm_index) else { return };
+pub fn flush(vm_index: usize, vcpu_index: usize, timer: u32) {
+    let (Some(quick), Some(vgic)) = (QUICK.get(vm_index), vgic(vm_index)) else { return };
+    let current = quick.current.get(vcpu_index).map(|c| c.load(Ordering::Relaxed));
+    if current == Some(quick.epoch.load(Ordering::Acquire).wrapping_add(1)) {
+        // Nothing changed since the last flush (most exits): no lock taken.
+        return;
+    }
     let tracked = vgic.lock();
     let Some(current) = tracked.current.get(vcpu_index).copied() else { return };
     if current == Some(tracked.epoch) {
@@ -127,23 +200,31 @@ pub fn flush(vm_index: usize, vcpu_index: usize) {
         // what this flush would write. (Checked first: this is most exits.)
         return;
     }
-    flush_now(tracked, vcpu_index);
+    flush_now(tracked, vcpu_index, timer);
 }
 
 /// The flush proper, kept out of line so that the check above, which most exits stop at,
 /// stays small (no large prologue).
 #[inline(never)]
-fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
-    let count = tessera_arch::gic_cpu::list_register_count();
-    let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
+fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, timer: u32) {
+    let base = lr_base();
+    let count = tessera_arch::gic_cpu::list_register_count().saturating_sub(base);
+    if base != 0 {
+        // The fast path's value follows the guest's configuration of its timer PPI, which
+        // only a change of the model (a new epoch, hence this flush) can alter.
+        tessera_arch::gic_cpu::set_timer_fast_path(tracked.model.hw_private_lr(vcpu_index, timer));
+    }
     let (flush, write) = {
-        let flush = tracked.model.flush(vcpu_index, &mut lrs[..count]);
+        // Written as the model produces them (no zeroed staging array: this is every flush).
+        let flush = tracked.model.flush_with(vcpu_index, count, |n, lr| tessera_arch::gic_cpu::write_lr(base + n, lr));
         if flush.used != 0 || flush.more_pending {
             // Loading changed the model (pending state moved into list registers).
-            tracked.epoch = tracked.epoch.wrapping_add(1);
+            let epoch = tracked.epoch.wrapping_add(1);
+            tracked.set_epoch(epoch);
         }
         let epoch = tracked.epoch;
-        tracked.current[vcpu_index] = Some(epoch);
+        tracked.set_current(vcpu_index, Some(epoch));
+        tracked.set_used(vcpu_index, flush.used);
         // Whatever the CPU held at boot (`u8::MAX`) is cleared once; after that only the list
         // registers the last flush filled can be non-zero.
         let write = usize::from(tracked.written[vcpu_index]).max(flush.used).min(count);
@@ -151,8 +232,9 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
         drop(tracked);
         (flush, write)
     };
-    for (n, &lr) in lrs[..write].iter().enumerate() {
-        tessera_arch::gic_cpu::write_lr(n, lr);
+    // The ones the last flush filled and this one did not.
+    for n in flush.used..write {
+        tessera_arch::gic_cpu::write_lr(base + n, 0);
     }
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
 }
@@ -163,11 +245,8 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize) {
 pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
     if let Some(vgic) = vgic(vm_index) {
         let mut tracked = vgic.lock();
-        let tracked = &mut *tracked;
-        if let (Some(current), Some(written)) =
-            (tracked.current.get_mut(vcpu_index), tracked.written.get_mut(vcpu_index))
-        {
-            *current = None;
+        tracked.set_current(vcpu_index, None);
+        if let Some(written) = tracked.written.get_mut(vcpu_index) {
             *written = u8::MAX;
         }
     }
@@ -175,6 +254,11 @@ pub fn forget_flush(vm_index: usize, vcpu_index: usize) {
 
 /// Reads the list registers back after an exit; returns vCPUs to kick.
 pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
+    let quick_used = QUICK.get(vm_index).and_then(|quick| quick.used.get(vcpu_index));
+    if quick_used.is_none_or(|used| used.load(Ordering::Relaxed) == 0) {
+        // Nothing loaded (most exits): no lock taken.
+        return 0;
+    }
     let Some(vgic) = vgic(vm_index) else { return 0 };
     let tracked = vgic.lock();
     // Only the list registers the last flush filled can hold anything; with none filled,
@@ -189,11 +273,11 @@ pub fn sync(vm_index: usize, vcpu_index: usize) -> u32 {
 /// The sync proper, out of line like `flush_now`.
 #[inline(never)]
 fn sync_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, used: usize) -> u32 {
-    let mut lrs = [0u64; tessera_arch::gic_cpu::MAX_LIST_REGISTERS];
-    for (n, lr) in lrs[..used].iter_mut().enumerate() {
-        *lr = tessera_arch::gic_cpu::read_lr(n);
-    }
-    tracked.changing().sync(vcpu_index, &lrs[..used])
+    let base = lr_base();
+    let read = |n: usize| (n < used).then(|| tessera_arch::gic_cpu::read_lr(base + n));
+    let kick = tracked.changing().sync_with(vcpu_index, read);
+    tracked.set_used(vcpu_index, 0);
+    kick
 }
 
 /// A HW-linked physical interrupt (the virtual timer) fired while `vcpu` ran here.
@@ -244,6 +328,13 @@ pub fn private_enables(vm_index: usize, vcpu_index: usize) -> Option<u32> {
 /// True if `vcpu` has an interrupt to take (wakes it from a trapped WFI).
 pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
     vgic(vm_index).is_some_and(|vgic| vgic.lock().model.has_pending(vcpu_index))
+}
+
+/// `has_pending` for the vCPU running on this CPU, whose virtual timer the fast path may have
+/// made pending in list register 0 (the model does not know about it).
+pub fn has_pending_here(vm_index: usize, vcpu_index: usize) -> bool {
+    (lr_base() != 0 && tessera_arch::gic_cpu::lr_is_pending(tessera_arch::gic_cpu::read_lr(0)))
+        || has_pending(vm_index, vcpu_index)
 }
 
 /// Which trapped frame an IPA falls in.

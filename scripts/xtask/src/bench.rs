@@ -420,7 +420,8 @@ const NOTES: &str = "## Method\n\n\
   rounds then 1000 measured; the IRQ vector reads CNTVCT_EL0 as its third instruction;\n\
   lateness = that count − the deadline. WFI mode checks a flag with IRQs masked, WFIs, then\n\
   unmasks (no lost wake-up); the bench VM has `wfi = \"trap\"`, so under Tessera the WFI traps\n\
-  and the hypervisor waits for the vCPU's interrupt. Spin mode polls the flag with IRQs on.\n\
+  and the hypervisor waits for the vCPU's interrupt (in the exception vector itself: see\n\
+  `docs/design.md`, Exits). Spin mode polls the flag with IRQs on.\n\
 - **EL2 instructions per IRQ**: the hypervisor reserves its PMU's last counter for\n\
   INST_RETIRED at EL2 only and answers `TESSERA_STATS` (`docs/hvcall.md`); the guest reads it\n\
   around the timer loop, subtracts one call's own cost (two back-to-back calls) and divides by\n\
@@ -447,10 +448,11 @@ const NOTES: &str = "## Method\n\n\
   clock from its start (under Tessera the virtual count starts at the VM's start, so the\n\
   hypervisor's boot is not in it: that is `first_guest_insn_ms`).\n\
 - **Where EL2 instructions go**: QEMU's `-d exec,nochain` with `-accel tcg,one-insn-per-tb=on`,\n\
-  EL2 translation blocks (MMU index 6) attributed to the ELF's symbols, split at each\n\
-  `TESSERA_STATS` read. Per trapped exit: vectors and the world switch about 66, the run\n\
-  loop's state checks about 40, ESR decoding about 45; the rest is the vGIC sync/flush checks\n\
-  and the handler (a console write costs about 185 more than an HVC: UART model, mux, locks).\n\
+  EL2 translation blocks (MMU index 6) attributed to the ELF's symbols, one episode per stay\n\
+  at EL2. A forwarded timer interrupt is 14 instructions in the vector (`guest_irq`; the\n\
+  trapped WFI's own path `guest_wfx` about 12 more); a full exit is the vectors and world\n\
+  switch (about 75), the run loop's checks, then the handler: a console write 262 in all\n\
+  (its store is recognised before the ESR is decoded), an HVC about 220 (decoding about 50).\n\
 - **Direct-interrupt mode** (`docs/direct-mode.md`): the same guest as the only VM of\n\
   `dts/systems/qemu-virt/bench-direct.dts` (CPUs 1-2, `interrupt-mode = \"direct\"`, so its\n\
   WFI is native); its timer interrupt goes from the physical GIC straight to EL1. The value\n\

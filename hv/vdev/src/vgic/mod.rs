@@ -76,7 +76,10 @@
 //!   the physical interrupt. A guest write to `ISPENDR` asks the kernel to pend the physical
 //!   interrupt ([`Effect::PendPhysical`]); `ICPENDR`/`ICACTIVER` of one the kernel has taken
 //!   asks it to deactivate it ([`Effect::DeactivatePhysical`]); `ISACTIVER` is ignored for
-//!   it (a physical interrupt cannot be made active from here).
+//!   it (a physical interrupt cannot be made active from here). For a linked PPI the kernel
+//!   may instead load the List Register itself, from [`Vgic::hw_private_lr`], in a List
+//!   Register the model does not use (the virtual timer's fast path): the model then keeps no
+//!   state for that delivery.
 //!
 //! # Limits
 //!
@@ -983,6 +986,19 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
     /// [`MAX_LIST_REGISTERS`] are used.
     pub fn flush(&mut self, vcpu: usize, lrs: &mut [u64]) -> Flush {
         lrs.fill(0);
+        let capacity = lrs.len();
+        self.flush_with(vcpu, capacity, |i, value| {
+            if let Some(lr) = lrs.get_mut(i) {
+                *lr = value;
+            }
+        })
+    }
+
+    /// [`flush`](Self::flush) for `capacity` List Registers, handing each value it loads to
+    /// `load(index, value)` (indices `0..used`, in order) instead of filling a slice: the
+    /// kernel writes them to the CPU as they come. The List Registers from `used` on are left
+    /// to the caller.
+    pub fn flush_with(&mut self, vcpu: usize, capacity: usize, mut load: impl FnMut(usize, u64)) -> Flush {
         if vcpu >= self.vcpu_count {
             return Flush {
                 used: 0,
@@ -990,7 +1006,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             };
         }
         self.release_lrs(vcpu);
-        let capacity = lrs.len().min(MAX_LIST_REGISTERS);
+        let capacity = capacity.min(MAX_LIST_REGISTERS);
 
         // The best `capacity` candidates, sorted by key.
         let mut chosen: Vec<(u32, Irq), MAX_LIST_REGISTERS> = Vec::new();
@@ -1051,7 +1067,7 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
                 self.spis[slot].in_lr = Some(vcpu);
             }
             self.lr_slots[vcpu][i] = Some(LrSlot { irq, state });
-            lrs[i] = value;
+            load(i, value);
         }
         // At most MAX_LIST_REGISTERS (16).
         self.lr_used[vcpu] = chosen.len() as u8;
@@ -1070,6 +1086,12 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
     ///
     /// [`flush`]: Self::flush
     pub fn sync(&mut self, vcpu: usize, lrs: &[u64]) -> u32 {
+        self.sync_with(vcpu, |i| lrs.get(i).copied())
+    }
+
+    /// [`sync`](Self::sync) reading List Register `i` through `read(i)` (`None`: as if
+    /// unchanged), for `i` in `0..`[`lrs_in_use`](Self::lrs_in_use), in order.
+    pub fn sync_with(&mut self, vcpu: usize, mut read: impl FnMut(usize) -> Option<u64>) -> u32 {
         if vcpu >= self.vcpu_count {
             return 0;
         }
@@ -1080,10 +1102,9 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
                 continue;
             };
             let intid = self.intid(slot.irq);
-            let now = lrs
-                .get(i)
-                .filter(|&&lr| lr & lr::VINTID_MASK == u64::from(intid))
-                .map_or(slot.state, |&lr| (lr >> lr::STATE_SHIFT) as u8);
+            let now = read(i)
+                .filter(|&lr| lr & lr::VINTID_MASK == u64::from(intid))
+                .map_or(slot.state, |lr| (lr >> lr::STATE_SHIFT) as u8);
             let (was_pending, was_active) = (slot.state & 1 != 0, slot.state & 2 != 0);
             let (now_pending, now_active) = (now & 1 != 0, now & 2 != 0);
             let st = self.state_mut(slot.irq);
@@ -1111,6 +1132,41 @@ impl<const VCPUS: usize, const SPIS: usize> Vgic<VCPUS, SPIS> {
             }
         }
         kick
+    }
+
+    /// The List Register value that makes private interrupt `hw_intid` (a PPI linked to a
+    /// physical one, the virtual timer) pending on `vcpu`, HW-linked, with the guest's
+    /// priority, for a forwarding fast path that loads it without the model when the physical
+    /// interrupt fires; 0 when the guest could not take it now (disabled, Group 1 off), so the
+    /// fast path leaves it to [`hw_fired`](Self::hw_fired). The model keeps no state for an
+    /// interrupt forwarded so: the physical interrupt stays active until the guest's EOI
+    /// deactivates it, so it cannot fire again while that List Register is in use.
+    #[must_use]
+    pub fn hw_private_lr(&self, vcpu: usize, hw_intid: u32) -> u64 {
+        if vcpu >= self.vcpu_count || !self.enable_grp1 {
+            return 0;
+        }
+        // Linked PPIs keep their INTID (the virtual timer), so look there first: this runs at
+        // every flush of a fast-path CPU.
+        let same = hw_intid as usize;
+        let intid = if self.private_hw.get(same) == Some(&Some(hw_intid)) {
+            same
+        } else {
+            match self.private_hw.iter().position(|&hw| hw == Some(hw_intid)) {
+                Some(intid) => intid,
+                None => return 0,
+            }
+        };
+        let st = &self.redists[vcpu].irqs[intid];
+        if !st.enabled {
+            return 0;
+        }
+        (1 << lr::STATE_SHIFT)
+            | lr::HW
+            | lr::GROUP1
+            | (u64::from(st.priority) << lr::PRIORITY_SHIFT)
+            | (u64::from(hw_intid) << lr::PINTID_SHIFT)
+            | intid as u64
     }
 
     /// Whether `vcpu` has an interrupt it could take now: wake it from WFI.

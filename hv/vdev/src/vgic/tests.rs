@@ -1717,3 +1717,34 @@ mod property {
         }
     }
 }
+
+#[test]
+fn fast_path_timer_lr_matches_what_the_model_would_load() {
+    let mut v = vgic();
+    // Not enabled, Group 1 off: the fast path must leave the timer to the model.
+    assert_eq!(v.hw_private_lr(1, VTIMER), 0);
+    enable_dist(&mut v);
+    assert_eq!(v.hw_private_lr(1, VTIMER), 0, "PPI not enabled");
+    rwrite(&mut v, 1, sgi_offset(gicr_sgi::ISENABLER0), 1 << VTIMER);
+    // Priority byte of INTID 27 in GICR_IPRIORITYR6 (bits 31:24).
+    rwrite(&mut v, 1, sgi_offset(gicr_sgi::IPRIORITYR + 24), 0xa0 << 24);
+    let fast = v.hw_private_lr(1, VTIMER);
+    assert_eq!(v.hw_private_lr(0, VTIMER), 0, "enabled on vCPU 1's redistributor only");
+    // The model's own delivery of the same event loads the same value.
+    v.hw_fired(VTIMER, 1);
+    let mut lrs = [0u64; 4];
+    assert_eq!(v.flush(1, &mut lrs).used, 1);
+    assert_eq!(fast, lrs[0]);
+    assert_eq!(fast, expected_lr(VTIMER, 1, 0xa0) | lr::HW | (u64::from(VTIMER) << lr::PINTID_SHIFT));
+    // Only a physical INTID linked to a PPI has a fast path; vCPUs out of range have none.
+    assert_eq!(v.hw_private_lr(1, PASS_HW), 0);
+    assert_eq!(v.hw_private_lr(1, 26), 0);
+    assert_eq!(v.hw_private_lr(9, VTIMER), 0);
+    // Disabled again, or Group 1 off: back to the model.
+    dwrite(&mut v, 0, gicd::CTLR, 0);
+    assert_eq!(v.hw_private_lr(1, VTIMER), 0);
+    enable_dist(&mut v);
+    assert_ne!(v.hw_private_lr(1, VTIMER), 0);
+    rwrite(&mut v, 1, sgi_offset(gicr_sgi::ICENABLER0), 1 << VTIMER);
+    assert_eq!(v.hw_private_lr(1, VTIMER), 0);
+}
