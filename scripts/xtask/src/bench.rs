@@ -178,9 +178,10 @@ pub fn metrics(inputs: &Inputs) -> Vec<Metric> {
         Some(tessera(name)?.avg as f64 - native(name)?.avg as f64)
     };
     let mut rows = Vec::new();
-    for (metric, name, what) in [
-        ("timer_irq_added_wfi", "timer_wfi", "virtual-timer IRQ lateness, waiting in WFI (trapped under Tessera): min / avg / p99 / max ns; value = avg added over native"),
-        ("timer_irq_added_spin", "timer_spin", "virtual-timer IRQ lateness, spinning: min / avg / p99 / max ns; value = avg added over native"),
+    // The Xen figures are the issue's, measured in this same setup (Xen 4.17, null scheduler).
+    for (metric, name, what, target) in [
+        ("timer_irq_added_wfi", "timer_wfi", "virtual-timer IRQ lateness, waiting in WFI (trapped under Tessera): min / avg / p99 / max ns; value = avg added over native", "≤ 150 (Xen 4.17: 2929)"),
+        ("timer_irq_added_spin", "timer_spin", "virtual-timer IRQ lateness, spinning: min / avg / p99 / max ns; value = avg added over native", "≤ 150 (Xen 4.17: 1083)"),
     ] {
         let value = added(name);
         rows.push(Metric {
@@ -190,7 +191,7 @@ pub fn metrics(inputs: &Inputs) -> Vec<Metric> {
             tessera: summary_text(tessera(name)),
             value,
             unit: "ns",
-            target: "≤ 150",
+            target,
             met: value.map(|v| v <= 150.0),
         });
     }
@@ -240,7 +241,7 @@ pub fn metrics(inputs: &Inputs) -> Vec<Metric> {
         },
         value: first.map(ms),
         unit: "ms",
-        target: "≤ 2",
+        target: "≤ 2 (Xen 4.17: 685)",
         met: first.map(|t| ms(t) <= 2.0),
     });
     rows.push(Metric {

@@ -216,6 +216,26 @@ fn load_initrd(vm: &dts::VmDesc) -> Result<Option<Vec<u8>>> {
         .transpose()
 }
 
+/// `--remap-path-prefix` for each crate registry under `$CARGO_HOME/registry/src`, so that the
+/// source paths the firmware carries (panic locations) read `crates/heapless-0.9.3/src/...`:
+/// the same on every machine, and about 50 bytes shorter each. `None` when there is no
+/// registry (or `RUSTFLAGS` is set: the caller's flags win).
+fn remap_registry_paths() -> Option<String> {
+    if std::env::var_os("RUSTFLAGS").is_some() || std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_some() {
+        return None;
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))?;
+    let mut flags: Vec<String> = std::fs::read_dir(home.join("registry").join("src"))
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| format!("--remap-path-prefix={}=crates", entry.path().display()))
+        .collect();
+    flags.sort();
+    (!flags.is_empty()).then(|| flags.join("\x1f"))
+}
+
 /// Runs `cargo build --target <target> --release` with `args` and returns the path of the
 /// executable it produced. The error is a reason for the message.
 pub(crate) fn cargo_build(
@@ -238,6 +258,9 @@ pub(crate) fn cargo_build(
         .stderr(Stdio::inherit());
     for (key, value) in env {
         command.env(key, value);
+    }
+    if let Some(flags) = remap_registry_paths() {
+        command.env("CARGO_ENCODED_RUSTFLAGS", flags);
     }
     let output = command
         .output()
