@@ -17,6 +17,7 @@ pub const HELP: &[&str] = &[
     "wdog <ms>|stop    kick the VM watchdog every <ms> (decimal), or stop kicking",
     "gicspray          SGIs to every target by SGI0R/SGI1R/ASGI1R, PMR/IGRPEN/BPR/EOIR/DIR writes",
     "deafen            ICC_AP1R0_EL1 bit 0: the highest running priority on this CPU",
+    "pmr <hex>         set the priority mask ICC_PMR_EL1 (0-ff), then 'pmr done'",
     "help              this text",
 ];
 
@@ -48,6 +49,10 @@ pub enum Command<'a> {
     GicSpray,
     /// Set ICC_AP1R0_EL1 bit 0 (this CPU stops taking any interrupt).
     Deafen,
+    /// Write ICC_PMR_EL1: only interrupts of a higher priority (lower value) are signalled.
+    Pmr {
+        mask: u8,
+    },
     /// Kick the watchdog every `ms` milliseconds; `None`: stop kicking.
     Wdog {
         ms: Option<u32>,
@@ -107,6 +112,13 @@ impl<'a> Command<'a> {
                 },
                 _ => Command::Usage(usage(name)),
             },
+            "pmr" => match (first.and_then(hex::parse_u64), second, extra) {
+                (Some(mask), None, false) => match u8::try_from(mask) {
+                    Ok(mask) => Command::Pmr { mask },
+                    Err(_) => Command::Usage(usage(name)),
+                },
+                _ => Command::Usage(usage(name)),
+            },
             "hvc" => match (first.and_then(hex::parse_u64), second, extra) {
                 (Some(function), None, false) => match u32::try_from(function) {
                     Ok(function) => Command::Hvc { function },
@@ -145,6 +157,10 @@ mod tests {
         assert_eq!(Command::parse("status"), Command::Status);
         assert_eq!(Command::parse("gicspray"), Command::GicSpray);
         assert_eq!(Command::parse("deafen"), Command::Deafen);
+        assert_eq!(Command::parse("pmr 0x90"), Command::Pmr { mask: 0x90 });
+        assert_eq!(Command::parse("pmr ff"), Command::Pmr { mask: 0xff });
+        assert!(matches!(Command::parse("pmr 100"), Command::Usage(_)));
+        assert!(matches!(Command::parse("pmr"), Command::Usage(_)));
         assert!(matches!(Command::parse("gicspray now"), Command::Usage(_)));
     }
 

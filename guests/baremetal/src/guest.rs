@@ -745,6 +745,10 @@ impl Shell<'_> {
                 arch::icc::spray_cpu_interface(&tessera_guest_baremetal::spray::FOREIGN_INTIDS);
                 say!("{name}: gicspray done: {writes} sgi writes");
             }
+            Command::Pmr { mask } => {
+                arch::icc::set_priority_mask(mask);
+                say!("pmr {mask:#x} done");
+            }
             Command::Deafen => {
                 say!("{name}: deafened");
                 arch::icc::deafen();

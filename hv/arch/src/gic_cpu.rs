@@ -121,6 +121,11 @@ pub const fn lr_is_pending(lr: u64) -> bool {
     lr & (1 << 62) != 0
 }
 
+/// ICH_LR<n>_EL2.State is pending and not active: the guest has not taken it yet.
+pub const fn lr_is_pending_only(lr: u64) -> bool {
+    lr >> 62 == 0b01
+}
+
 /// Acknowledges the highest-priority pending Group 1 interrupt; `SPURIOUS` if none.
 #[cfg(target_arch = "aarch64")]
 pub fn acknowledge() -> u32 {

@@ -212,7 +212,9 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, time
     if base != 0 {
         // The fast path's value follows the guest's configuration of its timer PPI, which
         // only a change of the model (a new epoch, hence this flush) can alter.
-        tessera_arch::gic_cpu::set_timer_fast_path(tracked.model.hw_private_lr(vcpu_index, timer));
+        let fast = tracked.model.hw_private_lr(vcpu_index, timer);
+        tessera_arch::gic_cpu::set_timer_fast_path(fast);
+        retarget_pending_timer(&mut tracked, vcpu_index, timer, fast);
     }
     let (flush, write) = {
         // Written as the model produces them (no zeroed staging array: this is every flush).
@@ -237,6 +239,25 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, time
         tessera_arch::gic_cpu::write_lr(base + n, 0);
     }
     tessera_arch::gic_cpu::set_virtual_interface(true, flush.more_pending);
+}
+
+/// A timer interrupt the vectors loaded into list register 0 that the guest has not taken
+/// yet follows the guest's configuration as one the model holds would: a new priority is
+/// written into it (else a guest that masked it by priority would never see it again), and
+/// if the guest disabled the PPI or Group 1 (`fast` = 0) the pending state goes to the model,
+/// which keeps it until the guest enables it again. Runs on the vCPU's own CPU, at a flush.
+fn retarget_pending_timer(tracked: &mut Tracked, vcpu_index: usize, timer: u32, fast: u64) {
+    let lr0 = tessera_arch::gic_cpu::read_lr(0);
+    if !tessera_arch::gic_cpu::lr_is_pending_only(lr0) || lr0 == fast {
+        return;
+    }
+    if fast != 0 {
+        tessera_arch::gic_cpu::write_lr(0, fast);
+    } else {
+        tessera_arch::gic_cpu::write_lr(0, 0);
+        // The physical interrupt stays active (HW-linked): only this vCPU can take it.
+        let _ = tracked.changing().hw_fired(timer, vcpu_index);
+    }
 }
 
 /// Forgets what vCPU `vcpu_index`'s list registers hold: after a context switch on an RTDS
