@@ -33,7 +33,7 @@ use tessera_core::vcpu;
 use tessera_drivers::gicv3::{GicError, Redistributor};
 use tessera_vdev::vgic::Effect;
 
-use crate::vm::{VmState, VMS};
+use crate::vm::VMS;
 use crate::{run, vgic, Platform, KICK_SGI};
 
 /// Whether this build supports direct-interrupt VMs (cargo feature `direct`).
@@ -154,28 +154,14 @@ pub(crate) fn cpu_main(platform: &'static Platform, cpu: usize, vm_index: usize,
     loop {
         // Idle until this vCPU is asked to start. Only Group 0 (a kick) is signalled here:
         // the guest's Group 1 stays off (ICC_IGRPEN1_EL1 = 0) while it does not run.
-        let (entry, context) = loop {
-            if runtime.state() == VmState::Running
-                && let Some(start) = slot.take_pending()
-            {
-                break start;
-            }
-            tessera_arch::cpu::wait_for_interrupt();
-            handle_interrupts(platform);
-        };
+        let (entry, context) = run::wait_for_start(vm_index, vcpu_index, || handle_interrupts(platform));
         let generation = runtime.generation();
         let mut regs = GuestRegs { elr: entry, spsr: vcpu::RESET_SPSR_EL2, ..GuestRegs::default() };
         regs.x[0] = context;
         tessera_arch::guest::reset_el1(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1);
         tessera_arch::gic_cpu::set_virtual_interface(false, false);
         tessera_arch::gic_cpu::set_vmcr(0);
-        tessera_arch::guest::load_vm(&tessera_arch::guest::VmControls {
-            vtcr: tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
-            vttbr: runtime.vttbr.load(Ordering::Acquire),
-            trap_wfx: false,
-            physical_counter: vm.physical_counter,
-            cntvoff: runtime.cntvoff.load(Ordering::Acquire),
-        });
+        tessera_arch::guest::load_vm(&run::vm_controls(vm, vm_index, false));
         tessera_arch::guest::route_irqs_to_guest();
         loop {
             slot.in_guest.store(true, Ordering::Release);

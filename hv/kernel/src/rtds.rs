@@ -246,16 +246,9 @@ fn switch(sched: &mut CpuSched, from: Option<usize>, to: usize, regs: &mut Guest
     let Some(member) = sched.member(to) else { return };
     *regs = member.regs;
     context::restore(&member.context);
-    let runtime = &VMS[member.vm_index];
     if let Some(platform) = crate::PLATFORM.get() {
         let vm = &platform.system.vms[member.vm_index];
-        tessera_arch::guest::load_vm(&tessera_arch::guest::VmControls {
-            vtcr: tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
-            vttbr: runtime.vttbr.load(Ordering::Acquire),
-            trap_wfx: true,
-            physical_counter: vm.physical_counter,
-            cntvoff: runtime.cntvoff.load(Ordering::Acquire),
-        });
+        tessera_arch::guest::load_vm(&run::vm_controls(vm, member.vm_index, true));
     }
     // The list registers hold the last vCPU's interrupts: the next flush must rewrite them.
     vgic::forget_flush(member.vm_index, member.vcpu_index);

@@ -420,15 +420,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
     let slot = &runtime.vcpus[vcpu_index];
     loop {
         // Idle until this vCPU is asked to start. Interrupts (the console, a kick) wake us.
-        let (entry, context) = loop {
-            if runtime.state() == VmState::Running
-                && let Some(start) = slot.take_pending()
-            {
-                break start;
-            }
-            tessera_arch::cpu::wait_for_interrupt();
-            handle_interrupts(platform, None);
-        };
+        let (entry, context) = wait_for_start(vm_index, vcpu_index, || handle_interrupts(platform, None));
         let generation = runtime.generation();
         if vcpu_index == 0 && vm.watchdog.is_some() {
             watchdog::arm_here(vm_index);
@@ -437,13 +429,7 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
         regs.x[0] = context;
         tessera_arch::guest::reset_el1(vcpu::vmpidr(vcpu_index), vcpu::RESET_SCTLR_EL1);
         tessera_arch::gic_cpu::set_vmcr(0);
-        tessera_arch::guest::load_vm(&tessera_arch::guest::VmControls {
-            vtcr: tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
-            vttbr: runtime.vttbr.load(Ordering::Acquire),
-            trap_wfx: vm.wfi == WfiPolicy::Trap,
-            physical_counter: vm.physical_counter,
-            cntvoff: runtime.cntvoff.load(Ordering::Acquire),
-        });
+        tessera_arch::guest::load_vm(&vm_controls(vm, vm_index, vm.wfi == WfiPolicy::Trap));
         // `in_guest` stays set from before the entry until the exit is handled, so a
         // restart (which waits for it to clear) never races this vCPU's last exit into the
         // VM's fresh vGIC model.
@@ -473,6 +459,35 @@ pub fn cpu_main(platform: &'static Platform, cpu: usize) -> ! {
                 ExitKind::SError => guest_fault(platform, vm_index, &mut regs, "SError"),
             }
         }
+    }
+}
+
+/// Idles until vCPU `vcpu_index` of VM `vm_index` is asked to start (PSCI CPU_ON, or its
+/// VM's start) while the VM runs; returns its entry point and context. `handle` deals with
+/// the interrupts that end each WFI (a kick, the console).
+pub(crate) fn wait_for_start(vm_index: usize, vcpu_index: usize, mut handle: impl FnMut()) -> (u64, u64) {
+    let runtime = &VMS[vm_index];
+    let slot = &runtime.vcpus[vcpu_index];
+    loop {
+        if runtime.state() == VmState::Running
+            && let Some(start) = slot.take_pending()
+        {
+            return start;
+        }
+        tessera_arch::cpu::wait_for_interrupt();
+        handle();
+    }
+}
+
+/// VM `vm_index`'s stage 2 and trap controls, for `tessera_arch::guest::load_vm`.
+pub(crate) fn vm_controls(vm: &Vm<'_>, vm_index: usize, trap_wfx: bool) -> tessera_arch::guest::VmControls {
+    let runtime = &VMS[vm_index];
+    tessera_arch::guest::VmControls {
+        vtcr: tessera_core::stage2::vtcr_el2(tessera_arch::cpu::parange()),
+        vttbr: runtime.vttbr.load(Ordering::Acquire),
+        trap_wfx,
+        physical_counter: vm.physical_counter,
+        cntvoff: runtime.cntvoff.load(Ordering::Acquire),
     }
 }
 
