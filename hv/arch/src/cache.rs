@@ -38,7 +38,8 @@ pub fn invalidate_el2_tlb() {
 /// Invalidates every stage-1 and stage-2 TLB entry of the EL1&0 regime, all VMIDs, all CPUs.
 #[cfg(target_arch = "aarch64")]
 pub fn invalidate_guest_tlbs_all() {
-    // SAFETY: as above.
+    // SAFETY: TLB maintenance only: every VM's next access walks its stage-2 tables again,
+    // which the caller has left valid; the barriers order earlier table writes before it.
     unsafe { core::arch::asm!("dsb ishst", "tlbi alle1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 

@@ -116,15 +116,6 @@ pub fn take_stashed() -> Option<u32> {
     (intid < SPURIOUS - 3).then_some(intid)
 }
 
-/// ICH_LR<n>_EL2.State (bits \[63:62\]) has the pending bit set.
-pub const fn lr_is_pending(lr: u64) -> bool {
-    lr & (1 << 62) != 0
-}
-
-/// ICH_LR<n>_EL2.State is pending and not active: the guest has not taken it yet.
-pub const fn lr_is_pending_only(lr: u64) -> bool {
-    lr >> 62 == 0b01
-}
 
 /// Acknowledges the highest-priority pending Group 1 interrupt; `SPURIOUS` if none.
 #[cfg(target_arch = "aarch64")]

@@ -15,6 +15,7 @@ use tessera_config::{Board, Vm};
 use tessera_core::vcpu;
 use tessera_drivers::gicv3::GicError;
 use tessera_vdev::mmio::{MmioError, Width};
+use tessera_vdev::vgic::regs::lr;
 use tessera_vdev::vgic::{Effect, OwnedIrq, VgicConfig, WriteOutcome};
 
 use crate::Platform;
@@ -248,7 +249,8 @@ fn flush_now(mut tracked: spin::MutexGuard<'_, Tracked>, vcpu_index: usize, time
 /// which keeps it until the guest enables it again. Runs on the vCPU's own CPU, at a flush.
 fn retarget_pending_timer(tracked: &mut Tracked, vcpu_index: usize, timer: u32, fast: u64) {
     let lr0 = tessera_arch::gic_cpu::read_lr(0);
-    if !tessera_arch::gic_cpu::lr_is_pending_only(lr0) || lr0 == fast {
+    let pending_only = lr0 & (lr::PENDING | lr::ACTIVE) == lr::PENDING;
+    if !pending_only || lr0 == fast {
         return;
     }
     if fast != 0 {
@@ -354,7 +356,7 @@ pub fn has_pending(vm_index: usize, vcpu_index: usize) -> bool {
 /// `has_pending` for the vCPU running on this CPU, whose virtual timer the fast path may have
 /// made pending in list register 0 (the model does not know about it).
 pub fn has_pending_here(vm_index: usize, vcpu_index: usize) -> bool {
-    (lr_base() != 0 && tessera_arch::gic_cpu::lr_is_pending(tessera_arch::gic_cpu::read_lr(0)))
+    (lr_base() != 0 && tessera_arch::gic_cpu::read_lr(0) & lr::PENDING != 0)
         || has_pending(vm_index, vcpu_index)
 }
 
